@@ -1,0 +1,3 @@
+from derain.cli import main
+
+raise SystemExit(main())
