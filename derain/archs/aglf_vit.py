@@ -1,0 +1,156 @@
+"""AGLF-ViT block (paper Fig. 4): adaptive fusion of global window attention and a local CNN.
+
+    y = LN(x)
+    x = x + α · W-MSA(y) + β · LocalCNN(y)      # α, β learnable scalars
+    x = x + MLP(LN(x))
+
+Tokens are kept channels-last, B×H×W×C. Windows follow Swin: shifted by half a window in
+odd blocks, with an attention mask; any H×W is padded to the window and cropped back, and
+padded keys are masked so they never leak into real tokens.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
+    """B×H×W×C -> B×nW×(w·w)×C."""
+    B, H, W, C = x.shape
+    x = x.view(B, H // w, w, W // w, w, C).transpose(2, 3)
+    return x.reshape(B, (H // w) * (W // w), w * w, C)
+
+
+def window_merge(x: torch.Tensor, w: int, H: int, W: int) -> torch.Tensor:
+    """B×nW×(w·w)×C -> B×H×W×C."""
+    B, C = x.shape[0], x.shape[-1]
+    x = x.view(B, H // w, W // w, w, w, C).transpose(2, 3)
+    return x.reshape(B, H, W, C)
+
+
+@lru_cache(maxsize=64)
+def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int) -> torch.Tensor | None:
+    """Additive mask nW×1×N×N: -inf between tokens of different shifted regions, and from real
+    queries to padded keys. None when nothing needs masking."""
+    if shift == 0 and (H, W) == (Hp, Wp):
+        return None
+    region = torch.zeros(Hp, Wp)
+    if shift:
+        cuts = (slice(0, -w), slice(-w, -shift), slice(-shift, None))
+        for i, hs in enumerate(cuts):
+            for j, ws in enumerate(cuts):
+                region[hs, ws] = 3 * i + j
+    padded = torch.ones(Hp, Wp, dtype=torch.bool)
+    padded[:H, :W] = False
+    padded = torch.roll(padded, (-shift, -shift), (0, 1))
+    region = window_partition(region[None, :, :, None], w)[0, :, :, 0]  # nW×N
+    padded = window_partition(padded[None, :, :, None], w)[0, :, :, 0]
+    blocked = region[:, :, None] != region[:, None, :]
+    blocked |= padded[:, None, :] & ~padded[:, :, None]
+    mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))
+    return mask[:, None]
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside w×w windows, with a learned relative position bias."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int):
+        super().__init__()
+        self.num_heads, self.window_size = num_heads, window_size
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        w = window_size
+        self.relative_position_bias = nn.Parameter(torch.zeros((2 * w - 1) ** 2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias, std=0.02)
+        coords = torch.stack(torch.meshgrid(torch.arange(w), torch.arange(w), indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]) + (w - 1)  # 2×N×N, each in [0, 2w-2]
+        self.register_buffer("relative_position_index", rel[0] * (2 * w - 1) + rel[1], persistent=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, nW, N, C = x.shape
+        h = self.num_heads
+        q, k, v = self.qkv(x).view(B, nW, N, 3, h, C // h).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        bias = self.relative_position_bias[self.relative_position_index].permute(2, 0, 1)  # h×N×N
+        if mask is not None:
+            bias = bias + mask.to(bias.device)  # nW×h×N×N
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(out.transpose(2, 3).reshape(B, nW, N, C))
+
+
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a k×k neighbourhood (stride 1, same size, border-aware). k=0: global mean."""
+    if k == 0:
+        return x.mean((2, 3), keepdim=True)
+    r = k // 2
+    x = F.avg_pool2d(x, (1, k), 1, (0, r), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), 1, (r, 0), count_include_pad=False)
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation over a local window (se_window tokens; 0 = whole image, as CA-ViT).
+    A finite window keeps the receptive field bounded, so tiled inference matches whole-image inference."""
+
+    def __init__(self, dim: int, reduction: int, window: int):
+        super().__init__()
+        self.window = window
+        self.fc = nn.Sequential(
+            nn.Conv2d(dim, max(dim // reduction, 1), 1), nn.ReLU(inplace=True),
+            nn.Conv2d(max(dim // reduction, 1), dim, 1), nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(box_mean(x, self.window))
+
+
+class LocalBranch(nn.Module):
+    """The local CNN of CA-ViT: 1×1 squeeze, 3×3, 1×1 expand, then channel attention."""
+
+    def __init__(self, dim: int, reduction: int, se_window: int):
+        super().__init__()
+        hidden = max(dim // reduction, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(dim, hidden, 1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(hidden, dim, 1),
+        )
+        self.channel_attention = ChannelAttention(dim, 8, se_window)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×C×H×W
+        return self.channel_attention(self.body(x))
+
+
+class AGLFViTBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float,
+                 shift: int, local_reduction: int = 8, se_window: int = 31):
+        super().__init__()
+        self.window_size, self.shift = window_size, shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, num_heads, window_size)
+        self.local = LocalBranch(dim, local_reduction, se_window)
+        self.alpha = nn.Parameter(torch.ones(1))  # weight of the global branch
+        self.beta = nn.Parameter(torch.ones(1))  # weight of the local branch
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def global_branch(self, y: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = y.shape
+        w, s = self.window_size, self.shift
+        Hp, Wp = -(-H // w) * w, -(-W // w) * w
+        y = F.pad(y, (0, 0, 0, Wp - W, 0, Hp - H))
+        if s:
+            y = torch.roll(y, (-s, -s), (1, 2))
+        y = self.attn(window_partition(y, w), attention_mask(H, W, Hp, Wp, w, s))
+        y = window_merge(y, w, Hp, Wp)
+        if s:
+            y = torch.roll(y, (s, s), (1, 2))
+        return y[:, :H, :W]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×H×W×C
+        y = self.norm1(x)
+        local = self.local(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = x + self.alpha * self.global_branch(y) + self.beta * local
+        return x + self.mlp(self.norm2(x))

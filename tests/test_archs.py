@@ -1,0 +1,140 @@
+"""The TTL networks: shapes, gradients, determinism, batch independence, and an attention oracle."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from derain.archs import AGLFViTBlock, create_model
+from derain.config import ModelConfig, load_model_config
+from derain.errors import DerainError
+
+torch.set_num_threads(1)
+TINY_FULL_RES = {**load_model_config("tiny").to_dict(), "patch_size": 1}
+
+
+@pytest.mark.parametrize("config", ["tiny", TINY_FULL_RES], ids=["patch2", "patch1"])
+@pytest.mark.parametrize("hw", [(1, 1), (7, 13), (97, 131), (260, 390)])
+def test_output_shapes_for_odd_sizes(config, hw):
+    torch.manual_seed(0)
+    net, recog = create_model(config).eval(), create_model(config, head="recog").eval()
+    x = torch.rand(2, 3, *hw)
+    with torch.no_grad():
+        y, score = net(x), recog(x)
+    assert y.shape == x.shape
+    assert score.shape == (2,)  # D_recog: one value per image
+    assert torch.isfinite(y).all() and torch.isfinite(score).all()
+
+
+def test_gradients_reach_alpha_beta_and_both_branches():
+    torch.manual_seed(0)
+    net = create_model("tiny")
+    net(torch.rand(2, 3, 24, 40)).square().mean().backward()
+    for i, block in enumerate(net.encoder.blocks):
+        for name, p in [("alpha", block.alpha), ("beta", block.beta),
+                        ("attn.qkv", block.attn.qkv.weight),
+                        ("attn.relative_position_bias", block.attn.relative_position_bias),
+                        ("local conv", block.local.body[0].weight),
+                        ("local channel attention", block.local.channel_attention.fc[0].weight)]:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"block {i}: no gradient in {name}"
+
+
+def test_same_seed_same_output_and_different_seed_different_output():
+    x = torch.rand(1, 3, 33, 47)
+    outs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            outs.append(create_model("tiny").eval()(x))
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.allclose(outs[0], outs[2])
+
+
+def test_eval_output_does_not_depend_on_the_rest_of_the_batch():
+    torch.manual_seed(0)
+    net = create_model("tiny").eval()
+    a, b = torch.rand(1, 3, 40, 56), torch.rand(3, 3, 40, 56)
+    with torch.no_grad():
+        alone, batched = net(a), net(torch.cat([a, b]))[:1]
+    torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
+
+
+def test_tiny_encoder_with_d_dr_overfits_one_pair():
+    torch.manual_seed(0)
+    net = create_model("tiny")
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    clean = torch.stack([0.5 + 0.3 * torch.sin(6 * xx), 0.3 + 0.4 * yy, 0.5 + 0.2 * torch.cos(5 * xx * yy)])[None]
+    streaks = F.conv2d((torch.rand(1, 1, 32, 32) > 0.93).float(), torch.ones(1, 1, 7, 1) / 3, padding=(3, 0))
+    rainy = (clean + 0.4 * streaks.clamp(0, 1)).clamp(0, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(150):
+        loss = F.mse_loss(net(rainy), clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, f"loss only fell from {losses[0]:.4g} to {losses[-1]:.4g}"
+
+
+def reference_window_attention(block: AGLFViTBlock, y: torch.Tensor) -> torch.Tensor:
+    """Brute force, one query at a time: attend to keys in the same window and the same shifted
+    region, never to padding; written without window_partition or masks."""
+    B, H, W, C = y.shape
+    w, s, attn = block.window_size, block.shift, block.attn
+    heads, d = attn.num_heads, C // attn.num_heads
+    Hp, Wp = math.ceil(H / w) * w, math.ceil(W / w) * w
+    qkv = attn.qkv(y).view(B, H, W, 3, heads, d)
+    out = torch.zeros(B, H, W, heads, d)
+
+    def place(i, j):  # position after the cyclic shift, on the padded grid
+        return (i - s) % Hp, (j - s) % Wp
+
+    def region(r, c):  # Swin's nine regions of the shifted grid
+        def band(v, n):
+            return 0 if v < n - w else (1 if v < n - s else 2)
+        return (band(r, Hp), band(c, Wp)) if s else (0, 0)
+
+    keys = {}
+    for i in range(H):
+        for j in range(W):
+            r, c = place(i, j)
+            keys.setdefault((r // w, c // w, region(r, c)), []).append((i, j, r % w, c % w))
+    for group in keys.values():
+        idx = torch.tensor([(i, j) for i, j, _, _ in group])
+        pos = torch.tensor([(a, b) for _, _, a, b in group])
+        q = qkv[:, idx[:, 0], idx[:, 1], 0]  # B×n×heads×d
+        k = qkv[:, idx[:, 0], idx[:, 1], 1]
+        v = qkv[:, idx[:, 0], idx[:, 1], 2]
+        rel = (pos[:, None] - pos[None, :]) + (w - 1)
+        bias = attn.relative_position_bias[rel[..., 0] * (2 * w - 1) + rel[..., 1]]  # n×n×heads
+        logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d) + bias.permute(2, 0, 1)
+        o = torch.einsum("bhqk,bkhd->bqhd", logits.softmax(-1), v)
+        out[:, idx[:, 0], idx[:, 1]] = o
+    return attn.proj(out.reshape(B, H, W, C))
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+@pytest.mark.parametrize("hw", [(8, 8), (5, 11), (12, 9)])
+def test_window_attention_matches_brute_force(shift, hw):
+    torch.manual_seed(0)
+    block = AGLFViTBlock(dim=8, num_heads=2, window_size=4, mlp_ratio=2, shift=shift).eval()
+    with torch.no_grad():
+        block.attn.relative_position_bias.normal_()
+        y = torch.randn(2, *hw, 8)
+        torch.testing.assert_close(block.global_branch(y), reference_window_attention(block, y),
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_config_key_is_a_clear_error():
+    with pytest.raises(DerainError, match="unknown key.*widht"):
+        ModelConfig.from_dict({"widht": 32})
+    with pytest.raises(DerainError, match="not divisible"):
+        ModelConfig(dim=30, num_heads=4)
+
+
+def test_yaml_config_and_training_config_with_model_section(tmp_path):
+    (tmp_path / "m.yaml").write_text("dim: 24\nnum_heads: 3\ndepth: 1\n")
+    (tmp_path / "train.yaml").write_text("model: tiny\nstages: {}\n")
+    assert load_model_config(tmp_path / "m.yaml").dim == 24
+    assert load_model_config(str(tmp_path / "train.yaml")) == load_model_config("tiny")
