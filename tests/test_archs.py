@@ -35,7 +35,7 @@ def test_gradients_reach_alpha_beta_and_both_branches():
                         ("attn.qkv", block.attn.qkv.weight),
                         ("attn.relative_position_bias", block.attn.relative_position_bias),
                         ("local conv", block.local.body[0].weight),
-                        ("local channel attention", block.local.channel_attention.fc[0].weight)]:
+                        ("local channel attention", block.local.channel_attention[0].weight)]:
             assert p.grad is not None and p.grad.abs().sum() > 0, f"block {i}: no gradient in {name}"
 
 
@@ -138,3 +138,30 @@ def test_yaml_config_and_training_config_with_model_section(tmp_path):
     (tmp_path / "train.yaml").write_text("model: tiny\nstages: {}\n")
     assert load_model_config(tmp_path / "m.yaml").dim == 24
     assert load_model_config(str(tmp_path / "train.yaml")) == load_model_config("tiny")
+
+
+@pytest.mark.parametrize("se_window", [0, 5])
+def test_local_branch_equals_textbook_order_pool_after_expand(se_window):
+    """The local branch pools the hidden features; by linearity this must equal SE on the expanded ones."""
+    from derain.archs.aglf_vit import LocalBranch, box_mean
+
+    torch.manual_seed(0)
+    branch = LocalBranch(dim=16, reduction=4, se_window=se_window).eval()
+    x = torch.randn(2, 16, 9, 14)
+    with torch.no_grad():
+        features = branch.expand(branch.body(x))
+        textbook = features * branch.channel_attention(box_mean(features, se_window))
+        torch.testing.assert_close(branch(x), textbook, atol=1e-5, rtol=1e-5)
+
+
+def test_box_mean_matches_a_brute_force_neighbourhood_average():
+    from derain.archs.aglf_vit import box_mean
+
+    x = torch.randn(1, 2, 6, 9)
+    k, r = 5, 2
+    expected = torch.zeros_like(x)
+    for i in range(6):
+        for j in range(9):
+            expected[..., i, j] = x[..., max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].mean((-1, -2))
+    torch.testing.assert_close(box_mean(x, k), expected)
+    torch.testing.assert_close(box_mean(x, 0), x.mean((2, 3), keepdim=True))

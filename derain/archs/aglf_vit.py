@@ -32,9 +32,9 @@ def window_merge(x: torch.Tensor, w: int, H: int, W: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
-def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int) -> torch.Tensor | None:
-    """Additive mask nW×1×N×N: -inf between tokens of different shifted regions, and from real
-    queries to padded keys. None when nothing needs masking."""
+def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int):
+    """The windows that need masking and their additive masks (nM, nM×1×N×N): -inf between tokens
+    of different shifted regions, and from real queries to padded keys. None if no window does."""
     if shift == 0 and (H, W) == (Hp, Wp):
         return None
     region = torch.zeros(Hp, Wp)
@@ -50,12 +50,18 @@ def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int) -> torc
     padded = window_partition(padded[None, :, :, None], w)[0, :, :, 0]
     blocked = region[:, :, None] != region[:, None, :]
     blocked |= padded[:, None, :] & ~padded[:, :, None]
-    mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))
-    return mask[:, None]
+    windows = blocked.flatten(1).any(1).nonzero().squeeze(1)
+    if windows.numel() == 0:
+        return None
+    mask = torch.zeros(len(windows), 1, w * w, w * w).masked_fill(blocked[windows, None], float("-inf"))
+    return windows, mask
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside w×w windows, with a learned relative position bias."""
+    """Multi-head self-attention inside w×w windows, with a learned relative position bias.
+
+    All windows run through one fused attention call with the shared bias; the few windows that
+    need a shift or padding mask (the last row and column of windows) are recomputed with it."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int):
         super().__init__()
@@ -69,15 +75,20 @@ class WindowAttention(nn.Module):
         rel = (coords[:, :, None] - coords[:, None, :]) + (w - 1)  # 2×N×N, each in [0, 2w-2]
         self.register_buffer("relative_position_index", rel[0] * (2 * w - 1) + rel[1], persistent=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masked=None) -> torch.Tensor:
         B, nW, N, C = x.shape
         h = self.num_heads
-        q, k, v = self.qkv(x).view(B, nW, N, 3, h, C // h).permute(3, 0, 1, 4, 2, 5).unbind(0)
-        bias = self.relative_position_bias[self.relative_position_index].permute(2, 0, 1)  # h×N×N
-        if mask is not None:
-            bias = bias + mask.to(bias.device)  # nW×h×N×N
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-        return self.proj(out.transpose(2, 3).reshape(B, nW, N, C))
+        qkv = self.qkv(x).view(B * nW, N, 3, h, C // h)
+        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B·nW)×h×N×d, strided views
+        bias = self.relative_position_bias[self.relative_position_index].permute(2, 0, 1)[None]
+        bias = bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if masked is not None:
+            windows, mask = (t.to(x.device) for t in masked)
+            rows = (torch.arange(B, device=x.device)[:, None] * nW + windows).flatten()
+            mask = (bias + mask.to(q.dtype)).repeat(B, 1, 1, 1)
+            out = out.index_put((rows,), F.scaled_dot_product_attention(q[rows], k[rows], v[rows], attn_mask=mask))
+        return self.proj(out.transpose(1, 2).reshape(B, nW, N, C))
 
 
 def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -89,37 +100,30 @@ def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(x, (k, 1), 1, (r, 0), count_include_pad=False)
 
 
-class ChannelAttention(nn.Module):
-    """Squeeze-and-excitation over a local window (se_window tokens; 0 = whole image, as CA-ViT).
-    A finite window keeps the receptive field bounded, so tiled inference matches whole-image inference."""
-
-    def __init__(self, dim: int, reduction: int, window: int):
-        super().__init__()
-        self.window = window
-        self.fc = nn.Sequential(
-            nn.Conv2d(dim, max(dim // reduction, 1), 1), nn.ReLU(inplace=True),
-            nn.Conv2d(max(dim // reduction, 1), dim, 1), nn.Sigmoid(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.fc(box_mean(x, self.window))
-
-
 class LocalBranch(nn.Module):
-    """The local CNN of CA-ViT: 1×1 squeeze, 3×3, 1×1 expand, then channel attention."""
+    """The local CNN of CA-ViT: 1×1 squeeze, 3×3, 1×1 expand, then channel attention (SE).
+
+    SE pools over a se_window×se_window neighbourhood (0 = whole image, as in CA-ViT); a finite
+    window bounds the receptive field, so tiled inference matches whole-image inference. Pooling
+    commutes with the linear 1×1 expand, so the narrow hidden features are pooled instead."""
 
     def __init__(self, dim: int, reduction: int, se_window: int):
         super().__init__()
-        hidden = max(dim // reduction, 1)
+        hidden, squeezed = max(dim // reduction, 1), max(dim // 8, 1)
+        self.se_window = se_window
         self.body = nn.Sequential(
             nn.Conv2d(dim, hidden, 1), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(hidden, dim, 1),
         )
-        self.channel_attention = ChannelAttention(dim, 8, se_window)
+        self.expand = nn.Conv2d(hidden, dim, 1)
+        self.channel_attention = nn.Sequential(
+            nn.Conv2d(dim, squeezed, 1), nn.ReLU(inplace=True), nn.Conv2d(squeezed, dim, 1), nn.Sigmoid(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×C×H×W
-        return self.channel_attention(self.body(x))
+        hidden = self.body(x)
+        pooled = self.expand(box_mean(hidden, self.se_window))  # == box_mean(self.expand(hidden))
+        return self.expand(hidden) * self.channel_attention(pooled)
 
 
 class AGLFViTBlock(nn.Module):

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from derain.errors import DerainError
+
 
 def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Horizontal and vertical forward differences (∇ in Eq. 2) of a ...×H×W tensor.
@@ -56,7 +58,7 @@ class RandomBlur:
     def __init__(self, sigma_range: tuple[float, float] = (0.5, 3.0)):
         low, high = (float(s) for s in sigma_range)
         if not 0 <= low <= high:
-            raise ValueError(f"sigma_range must satisfy 0 <= low <= high, got {sigma_range}")
+            raise DerainError(f"sigma_range must satisfy 0 <= low <= high, got {sigma_range}")
         self.sigma_range = (low, high)
 
     def __call__(self, x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, float]:

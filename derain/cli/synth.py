@@ -1,0 +1,64 @@
+"""`derain synth`: make rainy/clean pairs from a folder of clean photos."""
+from __future__ import annotations
+
+import argparse
+
+# Streak parameters that can be fixed (0.03) or given as a range drawn per image (0.01,0.05).
+RAIN_OPTIONS = {
+    "layers": "streak layers per image",
+    "density": "fraction of the image covered by streaks",
+    "length": "streak length in pixels",
+    "angle": "degrees from vertical, positive leans right (/)",
+    "width": "streak width in pixels",
+    "brightness": "streak intensity (linear) or opacity (camera), 0..1",
+    "veil": "haze: share of the image replaced by the airlight, 0..1",
+}
+
+
+def value_or_range(text: str) -> float | tuple[float, float]:
+    """'0.03' -> 0.03, '0.01,0.05' -> (0.01, 0.05)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2 and values[0] <= values[1]:
+        return (values[0], values[1])
+    raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH with LOW <= HIGH, got {text!r}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "synth", help="synthesise rainy/clean pairs from clean photos",
+        description="Add synthetic rain to the images under CLEAN_DIR (searched recursively) and write "
+                    "OUT/rainy/NAME.png|jpg, OUT/clean/NAME.png and OUT/meta.json with every image's "
+                    "parameters. Pair i uses clean image i mod count, whole or as a random --crop. "
+                    "The same arguments give byte-identical files.")
+    p.add_argument("clean_dir", metavar="CLEAN_DIR", help="folder of clean images")
+    p.add_argument("-o", "--out", required=True, metavar="OUT",
+                   help="output folder: new, empty, or written by an earlier synth run (replaced)")
+    p.add_argument("--model", choices=("linear", "camera"), default="linear",
+                   help="linear: streaks added or screened onto the sRGB image; camera: rain in linear "
+                        "radiance with defocus, veil, sensor noise and JPEG [default: linear]")
+    p.add_argument("--n", type=int, default=None, help="number of pairs [default: one per clean image]")
+    p.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
+    p.add_argument("--crop", type=int, default=None, metavar="SIZE",
+                   help="use a random SIZE×SIZE crop of each clean image instead of the whole image")
+    for name, text in RAIN_OPTIONS.items():
+        p.add_argument(f"--{name}", type=value_or_range, default=None, metavar="X|LOW,HIGH",
+                       help=f"{text} [default: the model's range, see docs/datasets.md]")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from derain.data.synthesis import synth_folder
+
+    params = {name: getattr(args, name) for name in RAIN_OPTIONS if getattr(args, name) is not None}
+    if isinstance(params.get("layers"), float):
+        params["layers"] = int(params["layers"])
+    meta = synth_folder(args.clean_dir, args.out, args.model, n=args.n, seed=args.seed, crop=args.crop,
+                        params=params, progress=not args.no_progress)
+    print(f"wrote {meta.parent}/rainy, {meta.parent}/clean and {meta}")
+    return 0

@@ -1,0 +1,147 @@
+"""Torch datasets for the three training tasks: deraining pairs, T_recog and T_recon.
+
+Every random choice of sample `i` comes from a generator seeded with (seed, epoch, i), so a sample
+is the same whatever the number of DataLoader workers or the order they run in. `set_epoch(e)`
+changes the draws for the next epoch; the epoch lives in shared memory, so persistent workers see it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from derain.data.augment import random_crop, random_dihedral
+from derain.data.degradations import RandomBlur
+from derain.data.layouts import Pair, list_images, list_pairs, load_pair
+from derain.errors import DerainError
+from derain.imageio import IMAGE_EXTENSIONS, read_image
+
+RAINY_LABEL = 0.0  # T_recog targets: the paper's "0/1 standing for rainy/rain-free"
+CLEAR_LABEL = 1.0
+
+
+def images_in(root: str | Path) -> list[Path]:
+    """`list_images(root)`, refusing a folder without images."""
+    files = list_images(root)
+    if not files:
+        raise DerainError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """H×W×3 array to a contiguous 3×H×W float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
+
+
+class SeededDataset(Dataset):
+    """Base: per-sample generators from (seed, epoch, index), cropping and flips/rotations."""
+
+    def __init__(self, crop: int | None, augment: bool, seed: int):
+        if crop is not None and crop < 1:
+            raise DerainError(f"crop must be a positive size or None, got {crop}")
+        self.crop, self.augment, self.seed = crop, augment, int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def prepare(self, images: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        """Crop (unless crop is None) and augment several aligned images the same way."""
+        if self.crop is not None:
+            images = random_crop(images, self.crop, rng)
+        if self.augment:
+            images = random_dihedral(images, rng)
+        return list(images)
+
+
+class PairedDataset(SeededDataset):
+    """(rainy, clean) 3×crop×crop tensors from any layout `list_pairs` knows, or from a list of Pairs.
+
+    `samples_per_epoch` (default: one per pair) cycles over the pairs, for small fine-tuning sets.
+    """
+
+    def __init__(self, root_or_pairs: str | Path | Sequence[Pair], crop: int | None = 256,
+                 augment: bool = True, seed: int = 0, samples_per_epoch: int | None = None):
+        super().__init__(crop, augment, seed)
+        is_root = isinstance(root_or_pairs, (str, Path))
+        self.pairs = list_pairs(root_or_pairs) if is_root else list(root_or_pairs)
+        if not self.pairs:
+            raise DerainError("PairedDataset: no pairs given")
+        self.length = samples_per_epoch or len(self.pairs)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rainy, clean = load_pair(self.pairs[index % len(self.pairs)])
+        rainy, clean = self.prepare([rainy, clean], self.rng(index))
+        return to_tensor(rainy), to_tensor(clean)
+
+
+class UnpairedDataset(SeededDataset):
+    """(image, label) for T_recog from folders of real images, e.g. [(rainy_dir, 0.0), (clear_dir, 1.0)].
+
+    Folders are searched recursively; several folders may share a label. With `balanced`, sample i
+    comes from class i mod n_classes (a random image of it), so every class is drawn equally often.
+    """
+
+    def __init__(self, roots_with_labels: Sequence[tuple[str | Path, float]], crop: int | None = 256,
+                 seed: int = 0, augment: bool = True, balanced: bool = False,
+                 samples_per_epoch: int | None = None):
+        super().__init__(crop, augment, seed)
+        self.items: list[tuple[Path, float]] = []
+        for root, label in roots_with_labels:
+            self.items += [(f, float(label)) for f in images_in(root)]
+        if not self.items:
+            raise DerainError("UnpairedDataset: no folders given")
+        labels = sorted({label for _, label in self.items})
+        self.by_label = [[item for item in self.items if item[1] == label] for label in labels]
+        self.balanced = balanced
+        default = len(labels) * max(map(len, self.by_label)) if balanced else len(self.items)
+        self.length = samples_per_epoch or default
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.rng(index)
+        if self.balanced:
+            group = self.by_label[index % len(self.by_label)]
+            path, label = group[int(rng.integers(len(group)))]
+        else:
+            path, label = self.items[index % len(self.items)]
+        (img,) = self.prepare([read_image(path)], rng)
+        return to_tensor(img), torch.tensor(label, dtype=torch.float32)
+
+
+class BlurDataset(SeededDataset):
+    """(blurred, clean) for T_recon: clean crops of real clear photos, blurred with σ from `sigma_range`."""
+
+    def __init__(self, clean_roots: str | Path | Sequence[str | Path], crop: int | None = 256,
+                 sigma_range: tuple[float, float] = (0.5, 3.0), seed: int = 0, augment: bool = True,
+                 samples_per_epoch: int | None = None):
+        super().__init__(crop, augment, seed)
+        roots = [clean_roots] if isinstance(clean_roots, (str, Path)) else list(clean_roots)
+        self.files = [f for root in roots for f in images_in(root)]
+        self.blur = RandomBlur(sigma_range)
+        self.length = samples_per_epoch or len(self.files)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.rng(index)
+        (clean,) = self.prepare([read_image(self.files[index % len(self.files)])], rng)
+        clean = to_tensor(clean)
+        blurred, _ = self.blur(clean, rng)
+        return blurred, clean
