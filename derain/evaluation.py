@@ -30,7 +30,8 @@ PROTOCOL_DESCRIPTIONS = {
 NIQE_DESCRIPTION = "NIQE (lower is better) on MATLAB rgb2gray luminance, 96x96 patches"
 _DECIMALS = {"psnr": 2, "ssim": 4, "niqe": 4}
 
-Model = Callable[[np.ndarray], np.ndarray]
+Model = Callable[[np.ndarray], np.ndarray]  # uint8 HxWx3 in, uint8 HxWx3 out
+Predictor = Callable[[object, np.ndarray], np.ndarray]  # (pair, rainy uint8) -> prediction uint8
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -100,9 +101,6 @@ def progress(items: list, what: str) -> Iterator:
     from tqdm import tqdm
 
     return iter(tqdm(items, desc=what, unit="img", disable=None, leave=False))
-
-
-Predictor = Callable[[object, np.ndarray], np.ndarray]  # (pair, rainy uint8) -> prediction uint8
 
 
 def score_pairs(pairs: list, metrics: list[str], protocol: str, predict: Predictor | None = None,

@@ -95,9 +95,9 @@ def test_did_mdn_side_by_side(tmp_path, make_image):
     assert rainy_f.dtype == np.float32 and np.allclose(rainy_f, 200 / 255)
 
 
-def test_side_by_side_with_odd_width_names_the_file(tmp_path, make_image):
+def test_side_by_side_with_wrong_shape_names_the_file(tmp_path, make_image):
     path = make_image(tmp_path / "odd.png", size=(3, 7))
-    with pytest.raises(DerainError, match="even width") as info:
+    with pytest.raises(DerainError, match="twice as wide") as info:
         load_pair_uint8(Pair("odd", path, path, side_by_side=True))
     assert str(path) in str(info.value)
 

@@ -85,7 +85,8 @@ def test_camera_model_lifts_dark_regions_and_adds_noise():
     stats = {}
     for model in ("linear", "camera"):
         residual = synthesize(clean, model, np.random.default_rng(1), **params)[0] - clean
-        laplacian = 4 * residual[1:-1, 1:-1] - residual[:-2, 1:-1] - residual[2:, 1:-1] - residual[1:-1, :-2] - residual[1:-1, 2:]
+        laplacian = (4 * residual[1:-1, 1:-1] - residual[:-2, 1:-1] - residual[2:, 1:-1]
+                     - residual[1:-1, :-2] - residual[1:-1, 2:])
         stats[model] = {"dark_lift": np.median(residual[:, :64]), "bright_lift": np.median(residual[:, 64:]),
                         "noise": np.median(np.abs(laplacian[:, 70:]))}
     linear, camera = stats["linear"], stats["camera"]
@@ -121,15 +122,15 @@ def test_cli_is_byte_identical_and_pairs_by_stem(tmp_path, clean_folder):
     assert x == _tree(tmp_path / "y")
     assert main(["synth", *args, "-o", str(tmp_path / "x")]) == 0  # rerun into its own output
     assert _tree(tmp_path / "x") == x
-    assert sorted(x) == ["clean/0000_a.png", "clean/0001_b.png", "clean/0002_a.png", "meta.json",
-                         "rainy/0000_a.jpg", "rainy/0001_b.jpg", "rainy/0002_a.jpg"]
+    assert sorted(x) == ["clean/0000_b.png", "clean/0001_a.png", "clean/0002_b.png", "meta.json",
+                         "rainy/0000_b.jpg", "rainy/0001_a.jpg", "rainy/0002_b.jpg"]
     assert detect_layout(tmp_path / "x") == "paired"
     pairs = list_pairs(tmp_path / "x")
-    assert [p.name for p in pairs] == ["0000_a", "0001_b", "0002_a"]
-    rainy, clean = load_pair_uint8(pairs[1])
+    assert [p.name for p in pairs] == ["0000_b", "0001_a", "0002_b"]
+    rainy, clean = load_pair_uint8(pairs[0])
     assert clean.shape == (60, 70, 3) and np.array_equal(clean, read_image_uint8(clean_folder / "b.png"))
     meta = json.loads((tmp_path / "x" / "meta.json").read_text())
-    assert [p["source"] for p in meta["pairs"]] == ["nested/a.jpg", "b.png", "nested/a.jpg"]
+    assert [p["source"] for p in meta["pairs"]] == ["b.png", "nested/a.jpg", "b.png"]
     assert all(p["layers"] and 70 <= p["jpeg_quality"] <= 95 for p in meta["pairs"])
     other = tmp_path / "z"
     assert main(["synth", *args[:-2], "2", "--no-progress", "-o", str(other)]) == 0

@@ -65,16 +65,18 @@ class SeededDataset(Dataset):
 
 
 class PairedDataset(SeededDataset):
-    """(rainy, clean) 3×crop×crop tensors from any layout `list_pairs` knows, or from a list of Pairs.
+    """(rainy, clean) 3×crop×crop tensors from a dataset folder in any layout `list_pairs` knows,
+    several such folders, or a list of Pairs.
 
     `samples_per_epoch` (default: one per pair) cycles over the pairs, for small fine-tuning sets.
     """
 
-    def __init__(self, root_or_pairs: str | Path | Sequence[Pair], crop: int | None = 256,
+    def __init__(self, root_or_pairs: str | Path | Sequence[str | Path | Pair], crop: int | None = 256,
                  augment: bool = True, seed: int = 0, samples_per_epoch: int | None = None):
         super().__init__(crop, augment, seed)
-        is_root = isinstance(root_or_pairs, (str, Path))
-        self.pairs = list_pairs(root_or_pairs) if is_root else list(root_or_pairs)
+        items = [root_or_pairs] if isinstance(root_or_pairs, (str, Path)) else list(root_or_pairs)
+        self.pairs = [pair for item in items
+                      for pair in (list_pairs(item) if isinstance(item, (str, Path)) else [item])]
         if not self.pairs:
             raise DerainError("PairedDataset: no pairs given")
         self.length = samples_per_epoch or len(self.pairs)

@@ -43,9 +43,8 @@ def list_images(root: str | Path, recursive: bool = True) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-# Paired sibling folders, rainy side first. JORDER's `rain/` `norain/` may also prefix names.
+# Paired sibling folders, rainy side first; in JORDER's `rain/` `norain/` the names may also be prefixed.
 FOLDER_PAIRS = (("input", "target"), ("rainy", "clean"), ("rain", "norain"), ("lq", "gt"))
-JORDER_PREFIXES = ("rain-", "norain-")
 
 
 def _key(path: Path, root: Path) -> str:
@@ -223,10 +222,10 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split(pair: Pair, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    width = both.shape[1]
-    if width % 2:
-        raise DerainError(f"{pair.rainy}: a side-by-side image needs an even width, got {width}")
-    return both[:, : width // 2], both[:, width // 2:]
+    height, width = both.shape[:2]
+    if width != 2 * height:
+        raise DerainError(f"{pair.rainy}: a side-by-side image must be twice as wide as tall, got {width}x{height}")
+    return both[:, :height], both[:, height:]
 
 
 def _same_size(pair: Pair, rainy: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ DEFAULTS: dict[str, dict] = {
         **_STREAKS,
         "brightness": (0.4, 0.9),  # opacity of a streak's core over the background
         "defocus": (0.3, 1.5),  # σ in pixels of the blur of out-of-focus streaks
-        "veil": (0.03, 0.2),
+        "veil": (0.02, 0.15),
         "scatter": (0.0, 1.0),  # σ in pixels of the blur that scattering puts on the background
         "shot_noise": (0.005, 0.02),  # noise std at full-scale signal, grows with √signal
         "read_noise": (0.001, 0.005),  # noise std independent of the signal
@@ -56,23 +56,36 @@ DEFAULTS: dict[str, dict] = {
     },
 }
 _INTEGER_PARAMS = ("layers", "jpeg_quality")
+_LIMITS = {  # allowed values; any other parameter must be >= 0
+    "layers": (1, 16), "density": (0, 1), "length": (1, 1000), "angle": (-180, 180), "width": (0.1, 100),
+    "brightness": (0, 1), "veil": (0, 1), "tone_gamma": (0.1, 10), "jpeg_quality": (1, 100),
+}
 _LAYER_PARAMS = ("length", "width", "brightness", "defocus")
+
+
+def _check(name: str, value: float) -> None:
+    low, high = _LIMITS.get(name, (0, math.inf))
+    if not low <= value <= high:
+        raise DerainError(f"rain parameter {name}: {value} is outside [{low}, {high}]")
 
 
 def _draw(name: str, spec, rng: np.random.Generator):
     """A fixed value, or one drawn from a (low, high) range or a tuple of choices, rounded for meta.json."""
-    if isinstance(spec, str) or not isinstance(spec, (tuple, list)):
-        value = spec
-    elif all(isinstance(s, str) for s in spec):
-        value = str(spec[int(rng.integers(len(spec)))])
-    elif len(spec) == 2:
-        low, high = spec
-        value = int(rng.integers(low, high + 1)) if name in _INTEGER_PARAMS else float(rng.uniform(low, high))
-    else:
+    if isinstance(spec, str):
+        return spec
+    if not isinstance(spec, (tuple, list)):
+        _check(name, spec)
+        return int(spec) if name in _INTEGER_PARAMS else round(float(spec), 4)
+    if all(isinstance(s, str) for s in spec):
+        return str(spec[int(rng.integers(len(spec)))])
+    if len(spec) != 2:
         raise DerainError(f"rain parameter {name}: expected a value or a (low, high) range, got {spec!r}")
+    low, high = spec
+    _check(name, low)
+    _check(name, high)
     if name in _INTEGER_PARAMS:
-        return int(value)
-    return round(float(value), 4) if not isinstance(value, str) else value
+        return int(rng.integers(int(low), int(high) + 1))
+    return round(float(rng.uniform(low, high)), 4)
 
 
 def streak_kernel(length: float, angle: float, width: float) -> np.ndarray:
@@ -239,7 +252,7 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
     if n < 1:
         raise DerainError(f"--n must be at least 1, got {n}")
     params = dict(params or {})
-    synthesize(np.zeros((8, 8, 3), np.float32), model, np.random.default_rng(0), **params)  # fail fast
+    synthesize(np.zeros((8, 8, 3)), model, np.random.default_rng(0), **params)  # check params before writing
     out = prepare_output(out)
     digits = max(4, len(str(n - 1)))
     pairs, files = [], []

@@ -1,0 +1,145 @@
+"""The Python API: `derain.load()` gives a `Derainer`, a callable that takes an image the way you
+have it (numpy array, PIL image or torch tensor) and returns the derained image the same way.
+
+    import derain
+    m = derain.load()            # the bundled model, or derain.load("path/to/model_dir")
+    clean = m(rainy)             # same type, dtype and shape as `rainy`
+"""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from derain.errors import DerainError
+from derain.hub import CONFIG_NAME, from_pretrained, read_config
+from derain.inference import autocast_dtype, derain_tensor, model_forward, parse_bytes, select_device
+
+_SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+_SHAPES = "H×W, H×W×C or N×H×W×C with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA)"
+
+
+def bundled_model_dir() -> Path:
+    """Where the package keeps its default model: derain/assets/default_model/."""
+    return Path(str(resources.files("derain").joinpath("assets", "default_model")))
+
+
+def load_network(path: str | Path | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The deraining network of a model directory (config.json + model.safetensors), in eval mode.
+    `path=None` loads the bundled model."""
+    if path is None:
+        path = bundled_model_dir()
+        if not (path / CONFIG_NAME).is_file():
+            raise DerainError(f"no bundled model is installed (nothing in {path}); pass --model DIR "
+                              "(or derain.load(DIR)) with a model directory holding config.json and "
+                              "model.safetensors")
+    architecture = read_config(path).get("architecture", "ImageNet")
+    if architecture != "ImageNet":
+        raise DerainError(f"{path}: holds a {architecture}, not a deraining network (ImageNet)")
+    return from_pretrained(path, map_location=device)
+
+
+def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
+         overlap: int = 32, tta: bool = False, precision: str | None = None,
+         max_memory: int | str | None = None) -> "Derainer":
+    """Load a model directory (None: the bundled model) as a `Derainer`.
+
+    device: None/"auto" picks cuda, then mps, then cpu. tile: tile side in pixels, 0 for a single
+    pass, None to pick it from `max_memory` (bytes or a string like "2GB"; default 1 GiB).
+    tta: average the 8 flips/rotations. precision: "fp32", or "fp16"/"bf16" on a GPU.
+    """
+    torch_device = select_device(device)
+    amp = autocast_dtype(precision, torch_device)
+    net = load_network(path, torch_device)
+    return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
+                    max_memory=None if max_memory is None else parse_bytes(max_memory))
+
+
+class Derainer:
+    """Callable deraining model. Accepts and returns, with the same type, dtype and shape:
+
+    - numpy arrays: H×W, H×W×C or N×H×W×C (C = 1, 2, 3, 4), uint8, uint16 or float in [0, 1];
+    - PIL images (palette images come back as RGB/RGBA);
+    - torch tensors: C×H×W or B×C×H×W, uint8 or float in [0, 1], on any device.
+
+    Gray images are derained as RGB and averaged back to gray; alpha passes through untouched.
+    Float results are clipped to [0, 1], integer results rounded.
+    """
+
+    def __init__(self, net: torch.nn.Module, device: torch.device, *, tile: int | None = None,
+                 overlap: int = 32, tta: bool = False, autocast: torch.dtype | None = None,
+                 max_memory: int | None = None):
+        self.net, self.device = net, device
+        self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory
+        self.autocast = autocast
+        self._forward = model_forward(net, device, autocast)
+
+    @property
+    def config(self):
+        return self.net.config
+
+    def __call__(self, image):
+        if isinstance(image, torch.Tensor):
+            return self._tensor(image)
+        if isinstance(image, np.ndarray):
+            return self._array(image)
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return self._pil(image)
+        raise DerainError(f"cannot derain a {type(image).__name__}; pass a numpy array, PIL image or torch tensor")
+
+    def derain_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
+        """1×3×H×W float32 in [0, 1] -> the same, clipped."""
+        out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
+                            tta=self.tta, max_memory=self.max_memory,
+                            dtype_bytes=4 if self.autocast is None else 2)
+        return out.clamp_(0.0, 1.0)
+
+    def _channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        """N×C×H×W (C = 1..4), any supported dtype -> the same, derained; one image at a time."""
+        if x.dtype in _SCALES:
+            scale = _SCALES[x.dtype]
+        elif x.dtype.is_floating_point:
+            scale = 1.0
+        else:
+            raise DerainError(f"unsupported image dtype {x.dtype}; use uint8, uint16 or a float type in [0, 1]")
+        channels = x.shape[1]
+        colour = 3 if channels >= 3 else 1
+        outputs = []
+        for item in x:
+            rgb = item[None, :colour].to(torch.float32) / scale
+            out = self.derain_rgb(rgb.expand(1, 3, *rgb.shape[-2:]).contiguous())
+            if colour == 1:
+                out = out.mean(1, keepdim=True)
+            if scale != 1.0:
+                out = (out * scale).round_()
+            outputs.append(torch.cat([out.to(x.dtype), item[None, colour:]], 1))  # alpha untouched
+        return torch.cat(outputs)
+
+    def _tensor(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim not in (3, 4) or not 1 <= x.shape[-3] <= 4:
+            raise DerainError(f"expected a C×H×W or B×C×H×W tensor with C = 1..4, got shape {tuple(x.shape)}")
+        return self._channels_first(x[None])[0] if x.ndim == 3 else self._channels_first(x)
+
+    def _array(self, a: np.ndarray) -> np.ndarray:
+        if a.ndim == 2:
+            batch = a[None, :, :, None]
+        elif a.ndim in (3, 4) and 1 <= a.shape[-1] <= 4:
+            batch = a if a.ndim == 4 else a[None]
+        else:
+            raise DerainError(f"expected an image array of shape {_SHAPES}; got {a.shape}")
+        if a.dtype == np.float16:  # torch.from_numpy handles it, but keep the float math in float32
+            batch = batch.astype(np.float32)
+        out = self._channels_first(torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2))
+        return out.permute(0, 2, 3, 1).numpy().astype(a.dtype, copy=False).reshape(a.shape)
+
+    def _pil(self, img):
+        from derain.photo import array_to_pil, pil_to_array
+
+        pixels, mode = pil_to_array(img)
+        out = array_to_pil(self._array(pixels), mode)
+        out.info.update(img.info)
+        return out

@@ -1,0 +1,261 @@
+"""Tensor-level inference: devices and precision, tiling with smooth blending, self-ensemble,
+and tile sizes from a memory budget. Images are B×3×H×W float tensors in [0, 1].
+
+Why tiles can match whole-image inference exactly: every layer of the network looks at a bounded
+neighbourhood (`receptive_radius`), and windows are laid on a grid anchored at the top-left
+corner. Tiles start at multiples of `alignment` (patch × window pixels), so their window grid is
+the image's. A tile's output differs from the whole-image output only within the receptive
+radius of its inner edges; the blending ramps give those pixels weight 0 (see `axis_weights`).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import torch
+
+from derain.archs.aglf_vit import attention_mask
+from derain.config import ModelConfig
+from derain.errors import DerainError
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEFAULT_MAX_MEMORY = 1 << 30  # activation budget when neither a tile size nor a budget is given
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------- devices and precision
+
+def select_device(name: str | None = None) -> torch.device:
+    """`None` or "auto": cuda, then mps, then cpu. Otherwise the named device, if it is there."""
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DerainError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DerainError(f"device {name!r} requested but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DerainError(f"device {name!r} requested but MPS is not available")
+    return device
+
+
+def autocast_dtype(precision: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for fp16/bf16, None for fp32. Half precision is for GPUs only."""
+    if precision is None:
+        return None
+    if precision not in PRECISIONS:
+        raise DerainError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is not None and device.type == "cpu":
+        raise DerainError(f"precision {precision} needs a GPU (cuda or mps); on the CPU use fp32")
+    return dtype
+
+
+def model_forward(net: torch.nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> Forward:
+    """A function that runs `net` on `device` (under autocast when `dtype` is set) and returns
+    float32 on the input's device, so large images can stay in host memory."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return net(x.to(device)).float().to(x.device)
+    return forward
+
+
+# ---------------------------------------------------------------- receptive field and memory
+
+def alignment(cfg: ModelConfig) -> int:
+    """Pixels between window-grid lines: tile origins must be multiples of this."""
+    return cfg.patch_size * cfg.window_size
+
+
+def receptive_radius(cfg: ModelConfig) -> int | None:
+    """How far (in pixels, each way) an output pixel can see; None if unbounded (se_window=0).
+
+    In tokens: stem conv 1, spatial attention 2 convs, each block max(window attention w-1,
+    local 3×3 conv 1 + channel-attention box se_window//2), fuse conv 1, SPP box max(k)//2,
+    head conv 1. A token spans patch_size pixels, which adds up to patch_size-1 more.
+    """
+    if cfg.se_window == 0:
+        return None
+    per_block = max(cfg.window_size - 1, 1 + cfg.se_window // 2)
+    tokens = 1 + 2 + cfg.depth * per_block + 1 + max(cfg.spp_kernels) // 2 + 1
+    return (tokens + 1) * cfg.patch_size - 1
+
+
+def activation_bytes_per_pixel(cfg: ModelConfig, dtype_bytes: int = 4) -> float:
+    """Peak bytes of activations per input pixel, from the config (checked by benchmarks/bench_infer.py).
+
+    Inside a block about 16·dim values per token are alive at once (residual stream, normed copy,
+    window copies, q/k/v and their contiguous copies, local branch, MLP hidden), plus the attention
+    bias with its mask, (heads + 1)·window² per token, and the cached shifted-window mask.
+    """
+    per_token = 16 * cfg.dim + (cfg.num_heads + 2) * cfg.window_size ** 2
+    return per_token * dtype_bytes / cfg.patch_size ** 2
+
+
+def tile_for_budget(cfg: ModelConfig, max_memory: int, overlap: int, dtype_bytes: int = 4) -> int:
+    """The largest aligned square tile whose activations fit in `max_memory` bytes."""
+    side = math.isqrt(int(max_memory / activation_bytes_per_pixel(cfg, dtype_bytes)))
+    side -= side % alignment(cfg)
+    smallest = 2 * overlap + alignment(cfg)
+    if side < smallest:
+        raise DerainError(f"max memory {format_bytes(max_memory)} is too small for overlap {overlap}: "
+                          f"tiles need at least {smallest}×{smallest} pixels; lower --overlap or raise the budget")
+    return side
+
+
+def choose_tile(cfg: ModelConfig, height: int, width: int, tile: int | None, overlap: int,
+                max_memory: int | None, dtype_bytes: int = 4) -> int | None:
+    """Tile side for an image, or None for a single pass. `tile`: 0 never tiles, None picks from
+    the memory budget (DEFAULT_MAX_MEMORY when none is given)."""
+    if tile == 0:
+        return None
+    if tile is None:
+        budget = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        if height * width * activation_bytes_per_pixel(cfg, dtype_bytes) <= budget:
+            return None
+        tile = tile_for_budget(cfg, budget, overlap, dtype_bytes)
+    return None if height <= tile and width <= tile else tile
+
+
+def align_tiling(cfg: ModelConfig, tile: int | None, overlap: int) -> tuple[int | None, int]:
+    """Round the tile down and the overlap up to multiples of `alignment`; tiles must be at least
+    twice the overlap plus one alignment step, so that no two ramps touch."""
+    step = alignment(cfg)
+    if overlap < 0:
+        raise DerainError(f"overlap must be >= 0, got {overlap}")
+    overlap = -(-overlap // step) * step
+    if tile is None or tile == 0:
+        return tile, overlap
+    if tile < 0:
+        raise DerainError(f"tile must be >= 0, got {tile}")
+    tile -= tile % step
+    if tile < 2 * overlap + step:
+        raise DerainError(f"tile {tile} is too small for overlap {overlap} (aligned to {step} px): "
+                          f"use a tile of at least {2 * overlap + step}")
+    return tile, overlap
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str | int) -> int:
+    """'2GB', '512MiB', '1.5G' or a plain number of bytes. K/M/G/T are powers of 1024."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise DerainError(f"cannot read memory size {text!r}; write e.g. 2GB, 512MB or 1073741824")
+    number, unit = float(match[1]), match[2].lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+
+
+# ---------------------------------------------------------------- tiling
+
+def tile_spans(length: int, tile: int, overlap: int, step: int) -> list[tuple[int, int]]:
+    """[start, end) of the tiles along one axis. Starts are multiples of `step`; consecutive tiles
+    overlap by at least `overlap`; the last tile runs to the end (up to step-1 beyond `tile`)."""
+    if length <= tile:
+        return [(0, length)]
+    last = (length - tile) // step * step
+    starts = [s for s in range(0, length - tile, tile - overlap) if s < last] + [last]
+    return [(s, s + tile) for s in starts[:-1]] + [(last, length)]
+
+
+def _rise(x: torch.Tensor, centre: float, half_width: float) -> torch.Tensor:
+    """Raised cosine from 0 (before centre - half_width) to 1 (after centre + half_width)."""
+    if half_width == 0:
+        return (x > centre).float()
+    t = ((x - centre + half_width) / (2 * half_width)).clamp(0, 1)
+    return 0.5 - 0.5 * torch.cos(math.pi * t)
+
+
+def axis_weights(spans: list[tuple[int, int]], overlap: int) -> list[torch.Tensor]:
+    """Blending weights of each tile along one axis; at every pixel they sum to 1.
+
+    Between two tiles the weight moves from one to the other along a raised cosine over the middle
+    half of their overlap, so a tile's pixels within overlap/4 of its inner edges get weight 0.
+    """
+    weights = []
+    for i, (start, end) in enumerate(spans):
+        x = torch.arange(start, end, dtype=torch.float64) + 0.5
+        w = torch.ones_like(x)
+        if i > 0:
+            w *= _rise(x, (start + spans[i - 1][1]) / 2, overlap / 4)
+        if i < len(spans) - 1:
+            w *= 1 - _rise(x, (spans[i + 1][0] + end) / 2, overlap / 4)
+        weights.append(w.float())
+    return weights
+
+
+def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: int) -> torch.Tensor:
+    """Run `forward` tile by tile and blend. The result (float32) stays on `img`'s device."""
+    H, W = img.shape[-2:]
+    rows, cols = tile_spans(H, tile, overlap, step), tile_spans(W, tile, overlap, step)
+    row_weights, col_weights = axis_weights(rows, overlap), axis_weights(cols, overlap)
+    out = torch.zeros(img.shape, dtype=torch.float32, device=img.device)
+    last_shape = None
+    for (y0, y1), wy in zip(rows, row_weights):
+        for (x0, x1), wx in zip(cols, col_weights):
+            if (y1 - y0, x1 - x0) != last_shape:  # keep one tile shape's window masks cached, not four
+                attention_mask.cache_clear()
+                last_shape = (y1 - y0, x1 - x0)
+            weight = (wy[:, None] * wx[None, :]).to(img.device)
+            out[..., y0:y1, x0:x1] += forward(img[..., y0:y1, x0:x1]) * weight
+    return out
+
+
+# ---------------------------------------------------------------- self-ensemble
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations (k in 0..7): rotate by k·90°, then mirror if k >= 4."""
+    x = torch.rot90(x, k % 4, (-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+def inverse_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    if k >= 4:
+        x = x.flip(-1)
+    return torch.rot90(x, -(k % 4), (-2, -1))
+
+
+def self_ensemble(forward: Forward, img: torch.Tensor) -> torch.Tensor:
+    """Mean of forward() over the 8 flips/rotations of `img`, each mapped back."""
+    out = inverse_dihedral(forward(dihedral(img, 0)), 0)
+    for k in range(1, 8):
+        out += inverse_dihedral(forward(dihedral(img, k)), k)
+    return out / 8
+
+
+# ---------------------------------------------------------------- all together
+
+def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
+                  overlap: int = 32, tta: bool = False, max_memory: int | None = None,
+                  dtype_bytes: int = 4) -> torch.Tensor:
+    """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble.
+    Returns float32 on `img`'s device, not clipped."""
+    tile, overlap = align_tiling(cfg, tile, overlap)
+    tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes)
+
+    def one_pass(x: torch.Tensor) -> torch.Tensor:
+        if tile is None or max(x.shape[-2:]) <= tile:
+            return forward(x)
+        return tiled(forward, x, tile, overlap, alignment(cfg))
+
+    try:
+        return self_ensemble(one_pass, img) if tta else one_pass(img)
+    finally:
+        attention_mask.cache_clear()  # masks are per image size; do not let them pile up across images

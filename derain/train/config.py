@@ -1,0 +1,278 @@
+"""The training config: one YAML file, checked in full before any work starts (docs/training.md).
+
+    model: tiny                    # E_recog and E_recon: a preset, a model YAML or a mapping of ModelConfig keys
+    student: {dim: 12}             # E_stu: the same forms; a mapping is applied on top of `model`; null = `model`
+    pipeline: [recog, recon, distill, finetune, scratch]
+    data: {...}                    # DataConfig
+    train: {...}                   # StageConfig keys: defaults for every stage
+    stages: {finetune: {...}}      # per-stage overrides, plus distill.teachers and finetune.lr_encoder
+
+Every mapping refuses unknown keys, naming the key path. Numbers written `4e-4` (a string to YAML 1.1)
+are read as floats. Relative dataset paths are relative to the working directory; `data.real_rainy`
+and `data.real_clear` entries may be globs such as `../shared/data/clean/*`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from derain.config import ModelConfig, load_model_config, read_yaml
+from derain.data.synthesis import MODELS as RAIN_MODELS
+from derain.errors import DerainError
+
+STAGES = ("recog", "recon", "distill", "finetune", "scratch")
+TEACHERS = ("recog", "recon")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class StageConfig:
+    """How one stage trains. Budgets are optimizer steps; `batch_size` is the global batch."""
+
+    iters: int = 1000
+    batch_size: int = 8
+    crop: int = 256  # square training patch side
+    lr: float = 4e-4  # Adam's initial lr (D_dr's in finetune)
+    plateau_every: int = 100  # every N iterations, ReduceLROnPlateau steps on the mean loss of those N
+    plateau_patience: int = 2  # windows without improvement before the lr halves
+    min_lr: float = 1e-7
+    clip_grad: float = 1.0  # max global gradient norm; 0 = no clipping
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    log_every: int = 20
+    checkpoint_every: int = 500
+    val_every: int = 500  # finetune and scratch: Y-PSNR/SSIM on data.val every K iterations; 0 = off
+
+    def __post_init__(self):
+        for name in ("iters", "batch_size", "crop", "plateau_every", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.min_lr < 0 or self.clip_grad < 0 or self.plateau_patience < 0 or self.val_every < 0:
+            raise ValueError("lr must be positive; min_lr, clip_grad, plateau_patience and val_every non-negative")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+
+
+@dataclass
+class DistillConfig(StageConfig):
+    teachers: list[str] = field(default_factory=lambda: list(TEACHERS))  # Table 3 ablation: [recog] or [recon]
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.teachers or len(set(self.teachers)) != len(self.teachers) or set(self.teachers) - set(TEACHERS):
+            raise ValueError(f"teachers must be a non-empty list drawn from {list(TEACHERS)}, got {self.teachers}")
+
+
+@dataclass
+class FinetuneConfig(StageConfig):
+    lr_encoder: float = 4e-5  # E_stu's lr; `lr` is the fresh D_dr's
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.lr_encoder <= 0:
+            raise ValueError(f"lr_encoder must be positive, got {self.lr_encoder}")
+
+
+STAGE_CONFIGS = {"recog": StageConfig, "recon": StageConfig, "distill": DistillConfig,
+                 "finetune": FinetuneConfig, "scratch": StageConfig}
+
+
+@dataclass
+class SynthConfig:
+    """Fine-tuning pairs made by `derain.data.synthesis` into RUN/data/synth-<rain_model>."""
+
+    clean: str | None = None  # a folder of clean images, searched recursively
+    rain_model: str = "camera"  # linear | camera (the ablation of synthetic pairs)
+    count: int = 200  # number of pairs
+    crop: int | None = None  # synthesise on random crop×crop windows instead of whole images
+
+    def __post_init__(self):
+        if self.rain_model not in RAIN_MODELS:
+            raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
+        if self.count < 1 or (self.crop is not None and self.crop < 1):
+            raise ValueError("count and crop must be at least 1")
+
+
+@dataclass
+class DataConfig:
+    demo: bool = False  # build derain.data.demo into RUN/data/demo; it fills the empty entries below
+    real_rainy: list[str] = field(default_factory=list)  # RealRain: T_recog label 0, distillation inputs
+    real_clear: list[str] = field(default_factory=list)  # RealClear: T_recog label 1, T_recon targets
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 3.0])  # T_recon's Gaussian σ range
+    pairs: str | None = None  # a paired dataset (any layout derain.data reads) for finetune and scratch
+    synth: SynthConfig = field(default_factory=SynthConfig)  # used when `pairs` is null
+    val: str | None = None  # paired validation set, evaluation only
+    val_max_images: int = 0  # score only the first N validation pairs; 0 = all
+    workers: int = 0  # DataLoader worker processes per rank
+
+    def __post_init__(self):
+        if len(self.blur_sigma) != 2 or not 0 <= self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"blur_sigma must be [low, high] with 0 <= low <= high, got {self.blur_sigma}")
+        if self.val_max_images < 0 or self.workers < 0:
+            raise ValueError("val_max_images and workers must be non-negative")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig
+    student: ModelConfig
+    data: DataConfig
+    stages: dict[str, StageConfig]
+    pipeline: list[str] = field(default_factory=lambda: list(STAGES))
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    deterministic: bool = True  # deterministic algorithms (bit-exact resume on the CPU)
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+
+    def to_dict(self) -> dict:
+        """The resolved config, itself a valid config file."""
+        return {
+            "model": self.model.to_dict(), "student": self.student.to_dict(), "pipeline": list(self.pipeline),
+            "seed": self.seed, "device": self.device, "deterministic": self.deterministic, "amp": self.amp,
+            "data": dataclasses.asdict(self.data),
+            "stages": {name: dataclasses.asdict(cfg) for name, cfg in self.stages.items()},
+        }
+
+
+TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "data", "train", "stages")
+
+
+def load_train_config(source: str | Path | dict, name: str | None = None) -> TrainConfig:
+    """Parse a YAML file or a mapping into a TrainConfig; every problem is a one-line DerainError."""
+    if isinstance(source, dict):
+        data, name = source, name or "config"
+    else:
+        data, name = read_yaml(source), name or str(source)
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise DerainError(f"{name}: {unknown[0]}: unknown key; known keys are {', '.join(TOP_LEVEL)}")
+    if "model" not in data:
+        raise DerainError(f"{name}: model: missing (a preset such as tiny, a model YAML or a mapping)")
+    model = load_model_config(data["model"])
+    student = _student_config(data.get("student"), model, name)
+
+    defaults = _mapping(data.get("train"), f"{name}: train")
+    _build(StageConfig, defaults, f"{name}: train")  # reports a bad default under `train`
+    overrides = _mapping(data.get("stages"), f"{name}: stages")
+    unknown = sorted(set(overrides) - set(STAGES))
+    if unknown:
+        raise DerainError(f"{name}: stages.{unknown[0]}: unknown stage; the stages are {', '.join(STAGES)}")
+    stages = {stage: _build(cls, {**defaults, **_mapping(overrides.get(stage), f"{name}: stages.{stage}")},
+                            f"{name}: stages.{stage}")
+              for stage, cls in STAGE_CONFIGS.items()}
+
+    top = {k: v for k, v in data.items() if k in ("pipeline", "seed", "device", "deterministic", "amp")}
+    settings = {k: _coerce(v, typing.get_type_hints(TrainConfig)[k], f"{name}: {k}") for k, v in top.items()}
+    cfg = TrainConfig(model=model, student=student, data=_build(DataConfig, data.get("data"), f"{name}: data"),
+                      stages=stages, **settings)
+    if cfg.device not in DEVICES:
+        raise DerainError(f"{name}: device: expected one of {', '.join(DEVICES)}, got {cfg.device!r}")
+    bad = [s for s in cfg.pipeline if s not in STAGES]
+    if bad:
+        raise DerainError(f"{name}: pipeline: unknown stage {bad[0]!r}; the stages are {', '.join(STAGES)}")
+    return cfg
+
+
+def _student_config(spec, model: ModelConfig, name: str) -> ModelConfig:
+    if spec is None:
+        return model
+    student = load_model_config({**model.to_dict(), **spec} if isinstance(spec, dict) else spec)
+    if (student.patch_size, student.in_chans) != (model.patch_size, model.in_chans):
+        raise DerainError(f"{name}: student: patch_size and in_chans must equal the teachers' "
+                          f"({model.patch_size}, {model.in_chans}) so that features align")
+    return student
+
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DerainError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _build(cls, value, where: str):
+    """A dataclass from a mapping: unknown keys refused, values type-checked, __post_init__ checks reported."""
+    value = _mapping(value, where)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise DerainError(f"{where}.{unknown[0]}: unknown key; known keys are {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {key: _coerce(v, hints[key], f"{where}.{key}") for key, v in value.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise DerainError(f"{where}: {exc}") from None
+
+
+def _coerce(value, kind, where: str):
+    """Check (and lightly convert) one value against a field's type."""
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, where)
+    args = typing.get_args(kind)
+    if type(None) in args:  # `X | None`
+        return None if value is None else _coerce(value, next(a for a in args if a is not type(None)), where)
+    if typing.get_origin(kind) is list:
+        items = value if isinstance(value, list) else [value]
+        return [_coerce(item, args[0], f"{where}[{i}]") for i, item in enumerate(items)]
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise DerainError(f"{where}: expected {kind.__name__}, got {value!r}")
+
+
+# ---- dataset paths: resolved and checked per selected stage, before any work starts ----
+
+NEEDS = {"recog": ("real_rainy", "real_clear"), "recon": ("real_clear",), "distill": ("real_rainy",)}
+
+
+def resolve_data(data: DataConfig, stages: list[str], demo: dict[str, Path] | None = None) -> DataConfig:
+    """Absolute paths, globs expanded and demo folders filled in; refuses missing data the stages need."""
+    if demo:
+        data = dataclasses.replace(
+            data, real_rainy=data.real_rainy or [str(demo["rainy"])],
+            real_clear=data.real_clear or [str(demo["clean"])], val=data.val or str(demo["paired"]),
+            synth=dataclasses.replace(data.synth, clean=data.synth.clean or str(demo["clean"])))
+    needed = {key for stage in stages for key in NEEDS.get(stage, ())}
+    folders = {key: _expand(getattr(data, key), f"data.{key}") for key in ("real_rainy", "real_clear")}
+    for key in sorted(needed):
+        if not folders[key]:
+            users = [s for s in stages if key in NEEDS.get(s, ())]
+            raise DerainError(f"data.{key}: empty, but stage {users[0]} needs it")
+    pairs = _existing(data.pairs, "data.pairs")
+    synth_clean = _existing(data.synth.clean, "data.synth.clean")
+    if {"finetune", "scratch"} & set(stages) and not (pairs or synth_clean):
+        raise DerainError("data.pairs and data.synth.clean are both empty; finetune and scratch need pairs")
+    return dataclasses.replace(data, **folders, pairs=pairs, val=_existing(data.val, "data.val"),
+                               synth=dataclasses.replace(data.synth, clean=synth_clean))
+
+
+def _expand(entries: list[str], where: str) -> list[str]:
+    folders = []
+    for entry in entries:
+        if glob.has_magic(entry):
+            matches = sorted(p for p in glob.glob(entry) if Path(p).is_dir())
+            if not matches:
+                raise DerainError(f"{where}: {entry}: the pattern matches no folder")
+            folders += [str(Path(p).resolve()) for p in matches]
+        else:
+            folders.append(_existing(entry, where))
+    return folders
+
+
+def _existing(path: str | None, where: str) -> str | None:
+    if path is None:
+        return None
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.exists():
+        raise DerainError(f"{where}: {path}: not found (relative paths start at {Path.cwd()})")
+    return str(resolved)

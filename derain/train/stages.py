@@ -1,0 +1,154 @@
+"""The stages of Fig. 3 plus V2: which networks train, on which data, with which loss, and what they leave.
+
+    recog     E_recog + D_recog on real rainy (0) and real clear (1) images           Eq. 1
+    recon     E_recon + D_recon on Gaussian-blurred real clear images                Eq. 2
+    distill   E_stu from the frozen teachers on real rainy images                    Eq. 3-5
+    finetune  E_stu (lr_encoder) + a fresh D_dr (lr) on synthetic pairs               Eq. 2
+    scratch   V2: the same E + D_dr from random weights, same pairs and budget       Eq. 2
+
+A stage's `module(batch)` returns {"loss": ..., other parts}; its state_dict is exactly what the stage
+trains (frozen teachers are held outside it); `export(module)` writes what later stages and users load.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+
+from derain.archs import Encoder, ImageNet, RecogNet
+from derain.archs.ttl import init_weights
+from derain.data import CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, UnpairedDataset
+from derain.hub import atomic_write, from_pretrained, save_pretrained
+from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
+from derain.train.config import STAGES, TrainConfig
+from derain.train.rundir import RunDir
+
+
+@dataclass
+class Stage:
+    name: str
+    module: nn.Module
+    dataset: Dataset
+    param_groups: list[dict]  # Adam's groups; the last one's lr is the one logged
+    export: Callable[[nn.Module], None]
+    val_net: nn.Module | None = None  # scored on data.val during training (finetune, scratch)
+
+
+class Supervised(nn.Module):
+    """A network trained on (input, target) batches with one loss: recog, recon, finetune, scratch."""
+
+    def __init__(self, net: nn.Module, loss: Callable):
+        super().__init__()
+        self.net, self.loss = net, loss
+
+    def forward(self, batch):
+        inputs, targets = batch
+        return {"loss": self.loss(self.net(inputs), targets)}
+
+
+def decode(teacher: nn.Module, feats: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """A teacher's decoder on some features: D_recon also needs the input image for its residual."""
+    return teacher.decoder(feats, images) if isinstance(teacher, ImageNet) else teacher.decoder(feats)
+
+
+class Distillation(nn.Module):
+    """Eq. 3-5: E_stu matches each frozen teacher's features (direct) and, through the teacher's frozen
+    decoder, its output (indirect). A narrower student reaches a teacher's width through a learned 1×1
+    projection, which is discarded after distillation."""
+
+    def __init__(self, student: Encoder, student_dim: int, teachers: dict[str, nn.Module]):
+        super().__init__()
+        self.student = student
+        self.project = nn.ModuleDict({
+            name: nn.Identity() if t.config.dim == student_dim else nn.Conv2d(student_dim, t.config.dim, 1)
+            for name, t in teachers.items()})
+        self.teachers = {name: t.requires_grad_(False).eval() for name, t in teachers.items()}  # not submodules
+
+    def forward(self, batch):
+        images, _ = batch
+        feats = self.student(images)
+        student_feats, teacher_feats, student_outs, teacher_outs = [], [], [], []
+        for name, teacher in self.teachers.items():
+            with torch.no_grad():
+                teacher_feats.append(teacher.encoder(images))
+                teacher_outs.append(decode(teacher, teacher_feats[-1], images))
+            student_feats.append(self.project[name](feats))
+            student_outs.append(decode(teacher, student_feats[-1], images))
+        direct = kd_direct_loss(student_feats, teacher_feats)
+        indirect = kd_indirect_loss(student_outs, teacher_outs)
+        return {"loss": kd_loss(direct, indirect), "kd_direct": direct, "kd_indirect": indirect}
+
+
+def build_stage(name: str, cfg: TrainConfig, run: RunDir, device: torch.device) -> Stage:
+    """A stage with freshly initialised weights, seeded by (seed, stage), the same on every rank."""
+    torch.manual_seed(cfg.seed + STAGES.index(name))
+    return BUILDERS[name](cfg, run, device)
+
+
+def save_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
+    return lambda module: save_pretrained(module.net, run.model_dir(name), stage=name)
+
+
+def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
+    s = cfg.stages["recog"]
+    folders = [(f, RAINY_LABEL) for f in cfg.data.real_rainy] + [(f, CLEAR_LABEL) for f in cfg.data.real_clear]
+    net = RecogNet(cfg.model)
+    return Stage("recog", Supervised(net, recog_loss),
+                 UnpairedDataset(folders, crop=s.crop, seed=cfg.seed, balanced=True),
+                 [{"params": list(net.parameters()), "lr": s.lr}], save_model("recog", run))
+
+
+def recon(cfg: TrainConfig, run: RunDir, device) -> Stage:
+    s = cfg.stages["recon"]
+    net = ImageNet(cfg.model)
+    return Stage("recon", Supervised(net, recon_loss),
+                 BlurDataset(cfg.data.real_clear, crop=s.crop, sigma_range=tuple(cfg.data.blur_sigma), seed=cfg.seed),
+                 [{"params": list(net.parameters()), "lr": s.lr}], save_model("recon", run))
+
+
+def distill(cfg: TrainConfig, run: RunDir, device) -> Stage:
+    s = cfg.stages["distill"]
+    student = Encoder(cfg.student)
+    student.apply(init_weights)
+    teachers = {name: from_pretrained(run.model_dir(name), map_location=device) for name in s.teachers}
+    module = Distillation(student, cfg.student.dim, teachers)
+
+    def export(module: Distillation) -> None:
+        weights = {k: v.detach().cpu().contiguous() for k, v in module.student.state_dict().items()}
+        atomic_write(run.student_weights, lambda tmp: save_file(weights, tmp))
+
+    return Stage("distill", module,
+                 UnpairedDataset([(f, RAINY_LABEL) for f in cfg.data.real_rainy], crop=s.crop, seed=cfg.seed),
+                 [{"params": list(module.parameters()), "lr": s.lr}], export)
+
+
+def pairs_root(cfg: TrainConfig, run: RunDir) -> Path:
+    """The fine-tuning pairs: data.pairs, or the pairs synthesised into the run."""
+    return Path(cfg.data.pairs) if cfg.data.pairs else run.synth_dir(cfg.data.synth.rain_model)
+
+
+def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
+    s = cfg.stages["finetune"]
+    net = ImageNet(cfg.student)  # a fresh D_dr
+    net.encoder.load_state_dict(load_file(run.student_weights))
+    groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
+              {"params": list(net.decoder.parameters()), "lr": s.lr}]
+    return Stage("finetune", Supervised(net, recon_loss),
+                 PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed),
+                 groups, save_model("finetune", run), val_net=net)
+
+
+def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
+    s = cfg.stages["scratch"]
+    net = ImageNet(cfg.student)
+    return Stage("scratch", Supervised(net, recon_loss),
+                 PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed),
+                 [{"params": list(net.parameters()), "lr": s.lr}], save_model("scratch", run), val_net=net)
+
+
+BUILDERS = {"recog": recog, "recon": recon, "distill": distill, "finetune": finetune, "scratch": scratch}
