@@ -131,9 +131,7 @@ class Derainer:
             batch = a if a.ndim == 4 else a[None]
         else:
             raise DerainError(f"expected an image array of shape {_SHAPES}; got {a.shape}")
-        if a.dtype == np.float16:  # torch.from_numpy handles it, but keep the float math in float32
-            batch = batch.astype(np.float32)
-        out = self._channels_first(torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2))
+        out = self._channels_first(torch.from_numpy(np.require(batch, requirements=["C", "W"])).permute(0, 3, 1, 2))
         return out.permute(0, 2, 3, 1).numpy().astype(a.dtype, copy=False).reshape(a.shape)
 
     def _pil(self, img):

@@ -222,3 +222,18 @@ class TestCompare:
         assert fake_model == ["spec"]
         assert "| plus-one |" in (out / "compare.md").read_text()
 
+
+
+@pytest.mark.skipif(not hasattr(derain, "load"), reason="derain.load (the model API) is not available")
+def test_eval_runs_a_real_model_directory(tmp_path):
+    from derain.archs import create_model
+    from derain.hub import save_pretrained
+
+    model_dir = save_pretrained(create_model("tiny"), tmp_path / "model")
+    for name in ("coffee", "chelsea"):
+        _save(tmp_path / "data" / "target" / f"{name}.png", _photo(name)[:64, :64])
+        _save(tmp_path / "data" / "input" / f"{name}.png", _rain(_photo(name), 0)[:64, :64])
+    assert main(["eval", "--model", str(model_dir), "--data", str(tmp_path / "data"),
+                 "--save", str(tmp_path / "pred"), "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["chelsea.png", "coffee.png"]
+    assert _read_json(tmp_path / "out" / "summary.json")["model"] == str(model_dir)

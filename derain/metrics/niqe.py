@@ -11,17 +11,17 @@ step by step, vectorised over patches; see docs/metrics.md for the details that 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
-from scipy.ndimage import correlate1d
+from scipy.ndimage import correlate1d, maximum_filter, minimum_filter
 from scipy.special import gamma
 
 from derain.errors import DerainError
-from derain.metrics.psnr_ssim import rgb_to_y
+from derain.metrics.psnr_ssim import gaussian_1d, rgb_to_y
 
 PATCH_SIZE = 96
 SHARPNESS_THRESHOLD = 0.75  # pristine fitting keeps patches sharper than this x the image's max
@@ -39,13 +39,7 @@ _ALPHA_GRID = np.arange(0.2, 10.001, 0.001)
 _RHO_GRID = gamma(2 / _ALPHA_GRID) ** 2 / (gamma(1 / _ALPHA_GRID) * gamma(3 / _ALPHA_GRID))
 
 
-def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
-    x = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-_MSCN_WINDOW = _gaussian_1d(7, 7 / 6)  # fspecial('gaussian', 7, 7/6) is its outer product
+_MSCN_WINDOW = gaussian_1d(7, 7 / 6)  # fspecial('gaussian', 7, 7/6) is its outer product
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -61,7 +55,7 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 # MATLAB imresize(x, 0.5) (bicubic, antialiased): output pixel j sits at input 2j + 0.5 and
 # reads inputs 2j-3 .. 2j+4 with weights cubic(distance / 2), normalised.
 _HALF_TAPS = _cubic((np.arange(8) - 3.5) / 2)
-_HALF_TAPS = _HALF_TAPS / _HALF_TAPS.sum()
+_HALF_TAPS /= _HALF_TAPS.sum()
 
 
 def to_gray(image: np.ndarray, color: str = "gray") -> np.ndarray:
@@ -99,7 +93,11 @@ def mscn(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     mu = blur(image)
     sigma = np.sqrt(np.abs(blur(image * image) - mu * mu))
-    return (image - mu) / (sigma + 1), sigma
+    coefficients = (image - mu) / (sigma + 1)
+    # In a flat 7x7 neighbourhood image - mu is round-off, whose sign would still sway the AGGD fits.
+    flat = maximum_filter(image, 7, mode="nearest") == minimum_filter(image, 7, mode="nearest")
+    coefficients[flat] = 0.0
+    return coefficients, sigma
 
 
 def fit_aggd(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

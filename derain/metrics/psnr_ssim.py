@@ -61,13 +61,14 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
+def gaussian_1d(size: int, sigma: float) -> np.ndarray:
+    """A normalised 1-D Gaussian; its outer product is MATLAB ``fspecial('gaussian', size, sigma)``."""
     x = np.arange(size) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
 
 
-_WINDOW_1D = _gaussian_1d(_SSIM_WINDOW, _SSIM_SIGMA)
+_WINDOW_1D = gaussian_1d(_SSIM_WINDOW, _SSIM_SIGMA)
 
 
 def _filter_valid(image: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ class StageConfig:
     plateau_every: int = 100  # every N iterations, ReduceLROnPlateau steps on the mean loss of those N
     plateau_patience: int = 2  # windows without improvement before the lr halves
     min_lr: float = 1e-7
-    clip_grad: float = 1.0  # max global gradient norm; 0 = no clipping
+    clip_grad: float = 0.0  # max global gradient norm; 0 = no clipping (the paper mentions none)
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     log_every: int = 20
     checkpoint_every: int = 500
@@ -84,7 +84,7 @@ class SynthConfig:
     """Fine-tuning pairs made by `derain.data.synthesis` into RUN/data/synth-<rain_model>."""
 
     clean: str | None = None  # a folder of clean images, searched recursively
-    rain_model: str = "camera"  # linear | camera (the ablation of synthetic pairs)
+    rain_model: str = "linear"  # linear (Rain1200-like, as the paper's pairs) | camera: the ablation
     count: int = 200  # number of pairs
     crop: int | None = None  # synthesise on random crop×crop windows instead of whole images
 

@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from derain.api import Derainer
 from derain.data import Pair, load_pair_uint8
 from derain.errors import DerainError
 from derain.hub import save_pretrained
@@ -95,16 +96,15 @@ def batch_stream(dataset: Dataset, batch_size: int, start_step: int, ctx: Contex
         step = (epoch + 1) * per_epoch
 
 
-@torch.no_grad()
 def validate(net: nn.Module, pairs: list[Pair], device: torch.device) -> dict[str, float]:
-    """Mean Y-PSNR/SSIM (derain.metrics, MATLAB protocol) of the net's uint8 outputs on whole images."""
-    net.eval()
+    """Mean Y-PSNR/SSIM (derain.metrics, MATLAB protocol) of the net's uint8 outputs on whole images,
+    derained as `derain.load` does (large images in tiles)."""
+    derainer = Derainer(net.eval(), device)
     scores = []
     for pair in pairs:
         rainy, clean = load_pair_uint8(pair)
-        x = torch.from_numpy(rainy).permute(2, 0, 1)[None].float().div(255).to(device)
-        out = net(x)[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-        scores.append((psnr(out, clean), ssim(out, clean)))
+        output = derainer(rainy)
+        scores.append((psnr(output, clean), ssim(output, clean)))
     net.train()
     mean_psnr, mean_ssim = np.mean(scores, axis=0)
     return {"val_psnr": float(mean_psnr), "val_ssim": float(mean_ssim)}
@@ -119,7 +119,9 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     optimizer = torch.optim.Adam(stage.param_groups)
     scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
     ema = EMA(module, cfg.ema) if cfg.ema else None
-    step, window, best = 0, [0.0, 0], None  # window: loss sum and count since the last plateau step
+    step, best = 0, None
+    window = [0.0, 0]  # loss sum and count since the last plateau step
+    sums, count = {}, 0  # loss parts summed since the last log line
 
     checkpoint = load_checkpoint(folder)
     if checkpoint is not None:
@@ -133,6 +135,7 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
         if device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         step, window, best = state["step"], state["plateau_window"], state["best"]
+        sums, count = state["log_window"]["sums"], state["log_window"]["count"]
     saved_step = step if checkpoint is not None else None
 
     def save():
@@ -144,7 +147,8 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
             rng["cuda"] = torch.cuda.get_rng_state(device)
         save_checkpoint(folder, step, weights, {"step": step, "optimizer": optimizer.state_dict(),
                                                 "scheduler": scheduler.state_dict(), "rng": rng,
-                                                "plateau_window": window, "best": best})
+                                                "plateau_window": window, "best": best,
+                                                "log_window": {"sums": sums, "count": count}})
 
     model = DistributedDataParallel(module) if dist.world_size > 1 else module
     batches = batch_stream(stage.dataset, cfg.batch_size, step, ctx)
@@ -153,7 +157,7 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     ctx.log.start_stage(stage.name, step)
     bar = tqdm(total=cfg.iters, initial=step, desc=stage.name, unit="it", disable=not dist.is_main,
                dynamic_ncols=True)
-    sums, count, tic, logged = {}, 0, time.perf_counter(), {}
+    tic, logged = time.perf_counter(), {}
     module.train()
     while step < cfg.iters:
         if ctx.stop_at == (stage.name, step):

@@ -1,0 +1,73 @@
+"""Training speed of each stage: iterations/s (forward, backward, Adam step) at the tiny and default presets.
+
+    python benchmarks/bench_train.py [--presets tiny default] [--batch 4] [--crop 64] [--iters 5]
+
+Each stage's module is the one `derain train` builds (derain.train.stages), fed random tensors, so the
+numbers leave out data loading. The median over --iters timed iterations follows 2 warm-up iterations.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from derain.archs import Encoder, ImageNet, RecogNet
+from derain.config import load_model_config
+from derain.losses import recog_loss, recon_loss
+from derain.train.stages import Distillation, Supervised
+
+WARMUP = 2
+
+
+def stage_modules(preset: str) -> dict[str, torch.nn.Module]:
+    cfg = load_model_config(preset)
+    teachers = {"recog": RecogNet(cfg), "recon": ImageNet(cfg)}
+    return {
+        "recog": Supervised(RecogNet(cfg), recog_loss),
+        "recon": Supervised(ImageNet(cfg), recon_loss),
+        "distill": Distillation(Encoder(cfg), cfg.dim, teachers),
+        "finetune": Supervised(ImageNet(cfg), recon_loss),
+        "scratch": Supervised(ImageNet(cfg), recon_loss),
+    }
+
+
+def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int) -> float:
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
+    times = []
+    for i in range(WARMUP + iters):
+        tic = time.perf_counter()
+        loss = module(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= WARMUP:
+            times.append(time.perf_counter() - tic)
+    return 1.0 / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "default"])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations (at least 5)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    images = torch.rand(args.batch, 3, args.crop, args.crop)
+    batches = {"recog": [images, torch.randint(0, 2, (args.batch,)).float()],
+               "recon": [images, images], "distill": [images, None], "finetune": [images, images],
+               "scratch": [images, images]}
+    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5))
+                      for name, module in stage_modules(preset).items()}
+             for preset in args.presets}
+    print(f"it/s, batch {args.batch} of {args.crop}×{args.crop}, {torch.get_num_threads()} CPU threads, "
+          f"median of {max(args.iters, 5)} after {WARMUP} warm-up iterations")
+    print(f"{'stage':<10}" + "".join(f"{preset:>10}" for preset in args.presets))
+    for name in batches:
+        print(f"{name:<10}" + "".join(f"{table[preset][name]:>10.2f}" for preset in args.presets))
+
+
+if __name__ == "__main__":
+    main()

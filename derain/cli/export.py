@@ -1,0 +1,23 @@
+"""`derain export [MODEL] --onnx out.onnx`: an ONNX graph with dynamic batch, height and width."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (dynamic height and width)",
+                       description="Write the deraining network as ONNX: input 'image' N×3×H×W float32 in "
+                                   "[0, 1], any H and W; output 'derained', the same shape. Sizes that are "
+                                   "not multiples of patch × window are edge-padded inside the graph "
+                                   "(see docs/inference.md).")
+    p.add_argument("model", nargs="?", metavar="MODEL", help="model directory [default: the bundled model]")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset [default: 18]")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from derain.api import load_network
+    from derain.export import export_onnx
+
+    path = export_onnx(load_network(args.model), args.onnx, opset=args.opset)
+    print(f"wrote {path}: input 'image' N×3×H×W float32 in [0, 1], output 'derained'")
+    return 0

@@ -1,0 +1,89 @@
+"""ONNX export with dynamic batch, height and width.
+
+The graph takes `image`, N×3×H×W float32 in [0, 1], for any H and W, and returns `derained`, the
+same shape (not clipped). Inside the graph the image is edge-padded to multiples of
+patch_size × window_size (16 for the shipped presets), derained and cropped back:
+
+- for H and W that are multiples of 16, onnxruntime matches PyTorch (within 1e-4);
+- for other sizes the graph matches PyTorch run on the edge-padded image. PyTorch on the unpadded
+  image masks the padding instead, so the two differ a little near the bottom and right borders.
+
+PyTorch builds the shifted-window attention mask in Python from integer sizes and caches it; the
+exported graph needs it built from symbolic sizes, so while exporting `aglf_vit.attention_mask`
+is swapped for `grid_attention_mask`, which computes the same values from tensor ops.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from derain.archs import aglf_vit
+from derain.archs.aglf_vit import window_partition
+from derain.errors import DerainError
+from derain.hub import atomic_write
+
+def grid_attention_mask(H, W, Hp, Wp, w: int, shift: int):
+    """`aglf_vit.attention_mask` built from tensor ops, for sizes already on the window grid
+    (H == Hp and W == Wp, which GridPadded guarantees). The number of windows that need a mask is
+    not known in the graph, so every window gets one: (window indices, nW×1×N×N additive mask),
+    -inf between tokens of different shifted regions, 0 elsewhere."""
+    if not shift:
+        return None
+    rows, cols = torch.arange(Hp), torch.arange(Wp)
+    row_region = (rows >= Hp - w).long() + (rows >= Hp - shift).long()
+    col_region = (cols >= Wp - w).long() + (cols >= Wp - shift).long()
+    region = row_region[:, None] * 3 + col_region[None, :]
+    region = window_partition(region[None, :, :, None], w)[0, :, :, 0]  # nW×N
+    blocked = region[:, :, None] != region[:, None, :]
+    mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))[:, None]
+    return torch.arange(blocked.shape[0]), mask
+
+
+@contextmanager
+def traceable_attention():
+    """Swap in the tensor-op attention mask while exporting."""
+    saved = aglf_vit.attention_mask
+    aglf_vit.attention_mask = grid_attention_mask
+    try:
+        yield
+    finally:
+        aglf_vit.attention_mask = saved
+
+
+class GridPadded(nn.Module):
+    """Edge-pads the image to multiples of patch × window, runs the network, crops back.
+
+    Written so that the padded size, align·ceil(H/align), is visibly a multiple of every
+    stride inside the network: the exporter then needs no size-dependent branches."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.align = net.config.patch_size * net.config.window_size
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        H, W = img.shape[-2:]
+        Hp, Wp = (H + self.align - 1) // self.align * self.align, (W + self.align - 1) // self.align * self.align
+        return self.net(F.pad(img, (0, Wp - W, 0, Hp - H), mode="replicate"))[..., :H, :W]
+
+
+def export_onnx(net: torch.nn.Module, path: str | Path, opset: int = 18) -> Path:
+    """Write `net` as an ONNX file with dynamic batch, height and width."""
+    try:
+        import onnxscript  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise DerainError("ONNX export needs the onnx extra: pip install 'derain[onnx]'") from None
+    net = net.cpu().eval()
+    example = torch.rand(2, 3, 35, 53)  # batch 2 and odd sizes, so that nothing specialises on them
+    dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    path = Path(path)
+    with traceable_attention(), torch.no_grad():
+        program = torch.onnx.export(GridPadded(net), (example,), dynamic_shapes={"img": dims}, input_names=["image"],
+                                    output_names=["derained"], opset_version=opset, dynamo=True,
+                                    verbose=False)
+    atomic_write(path, lambda tmp: program.save(tmp))
+    return path

@@ -1,0 +1,162 @@
+"""Tiling, blending, self-ensemble, memory budget and device selection (derain.inference)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from derain import inference
+from derain.archs import create_model
+from derain.errors import DerainError
+from derain.inference import (activation_bytes_per_pixel, alignment, autocast_dtype, axis_weights, choose_tile,
+                              derain_tensor, dihedral, inverse_dihedral, model_forward, parse_bytes,
+                              receptive_radius, select_device, self_ensemble, tile_for_budget, tile_spans, tiled)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def strong_tiny():
+    """The tiny preset with large random weights, so that tile borders change the output visibly."""
+    torch.manual_seed(0)
+    net = create_model("tiny").eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    return net
+
+
+def test_receptive_radius_bounds_where_one_pixel_has_effect(strong_tiny):
+    forward = model_forward(strong_tiny, CPU)
+    x = torch.rand(1, 3, 192, 192)
+    y, z = 96, 97
+    bumped = x.clone()
+    bumped[..., y, z] += 0.5
+    changed = (forward(bumped) - forward(x)).abs()[0].amax(0) > 0
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    reach = max((rows - y).abs().max(), (cols - z).abs().max()).item()
+    assert 0 < reach <= receptive_radius(strong_tiny.config)
+
+
+def test_tiled_equals_untiled_when_the_overlap_covers_the_receptive_field(strong_tiny):
+    """Ramps sit in the middle half of each overlap, so overlap >= 4 × radius makes tiling exact."""
+    cfg, forward = strong_tiny.config, model_forward(strong_tiny, CPU)
+    step = alignment(cfg)
+    overlap = -(-4 * receptive_radius(cfg) // step) * step  # 208 for tiny: radius 51
+    tile = 2 * overlap + step
+    img = torch.rand(1, 3, 696, 726)  # three tiles each way, the last ones longer than `tile`
+    assert len(tile_spans(696, tile, overlap, step)) == len(tile_spans(726, tile, overlap, step)) == 3
+    whole = forward(img)
+    assert (tiled(forward, img, tile, overlap, step) - whole).abs().max() <= 1 / 255
+    # the check has teeth: a small overlap leaves visible seams with these weights
+    assert (tiled(forward, img, 128, 32, step) - whole).abs().max() > 1 / 255
+
+
+@pytest.mark.parametrize("length", [1, 15, 128, 129, 300, 455, 1000, 1031])
+def test_tile_spans_are_aligned_cover_the_axis_and_overlap(length):
+    tile, overlap, step = 128, 32, 16
+    spans = tile_spans(length, tile, overlap, step)
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(start % step == 0 for start, _ in spans)
+    assert all(end - start <= tile + step - 1 for start, end in spans)
+    for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
+        assert s0 < s1 and e0 - s1 >= overlap
+
+
+def test_blend_weights_sum_to_one_and_vanish_near_inner_edges():
+    overlap = 32
+    spans = tile_spans(1000, 128, overlap, 16)
+    total = torch.zeros(1000)
+    for (start, end), w in zip(spans, axis_weights(spans, overlap)):
+        total[start:end] += w
+        if start > 0:
+            assert w[: overlap // 4].abs().max() == 0
+        if end < 1000:
+            assert w[-overlap // 4:].abs().max() == 0
+    assert torch.allclose(total, torch.ones(1000), atol=1e-6)
+
+
+def test_the_eight_transforms_are_distinct_and_inverted():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    images = [dihedral(x, k) for k in range(8)]
+    assert len({(tuple(im.shape), tuple(im.flatten().tolist())) for im in images}) == 8
+    for k, im in enumerate(images):
+        assert torch.equal(inverse_dihedral(im, k), x)
+
+
+def conv_with(kernel: torch.Tensor):
+    weight = kernel.expand(3, 1, *kernel.shape).contiguous()
+    return lambda x: F.conv2d(x, weight, padding=kernel.shape[0] // 2, groups=3)
+
+
+def test_self_ensemble_leaves_an_equivariant_model_unchanged():
+    blur = conv_with(torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16)
+    x = torch.rand(1, 3, 20, 27)
+    assert torch.allclose(self_ensemble(blur, x), blur(x), atol=1e-6)
+
+
+def test_self_ensemble_averages_a_kernel_over_the_eight_symmetries():
+    kernel = torch.rand(5, 5)
+    k = kernel.numpy()
+    symmetries = [np.rot90(m, r) for m in (k, k[:, ::-1]) for r in range(4)]
+    symmetric = torch.from_numpy(np.mean(symmetries, axis=0).copy())
+    x = torch.rand(1, 3, 20, 27)
+    assert torch.allclose(self_ensemble(conv_with(kernel), x), conv_with(symmetric)(x), atol=1e-5)
+    assert not torch.allclose(conv_with(kernel)(x), conv_with(symmetric)(x), atol=1e-3)
+
+
+def test_tile_from_memory_budget_fits_and_is_aligned():
+    cfg = create_model("default").config
+    budget = parse_bytes("1GB")
+    tile = tile_for_budget(cfg, budget, overlap=32)
+    assert tile % alignment(cfg) == 0
+    assert tile**2 * activation_bytes_per_pixel(cfg) <= budget < (tile + alignment(cfg)) ** 2 * activation_bytes_per_pixel(cfg)
+    assert choose_tile(cfg, 3840, 2160, None, 32, budget) == tile
+    assert choose_tile(cfg, 256, 256, None, 32, budget) is None  # fits: one pass
+    assert choose_tile(cfg, 3840, 2160, 0, 32, budget) is None  # tile 0: never tile
+    with pytest.raises(DerainError, match="too small"):
+        tile_for_budget(cfg, parse_bytes("1MB"), overlap=32)
+
+
+def test_derain_tensor_tiles_with_the_size_the_budget_allows(monkeypatch, strong_tiny):
+    cfg, used = strong_tiny.config, []
+    real_tiled = inference.tiled
+    monkeypatch.setattr(inference, "tiled", lambda f, x, tile, *a: used.append(tile) or real_tiled(f, x, tile, *a))
+    budget = int(activation_bytes_per_pixel(cfg) * 100**2)
+    out = derain_tensor(model_forward(strong_tiny, CPU), cfg, torch.rand(1, 3, 150, 200), max_memory=budget)
+    assert used == [96] and out.shape == (1, 3, 150, 200)
+
+
+@pytest.mark.parametrize("text, expected", [("2GB", 2 << 30), ("512MiB", 512 << 20), ("1.5G", 3 << 29),
+                                            ("1000", 1000), (4096, 4096)])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+def test_parse_bytes_rejects_nonsense():
+    with pytest.raises(DerainError, match="memory size"):
+        parse_bytes("lots")
+
+
+def test_device_and_precision_choices():
+    auto = select_device()
+    assert auto.type in ("cuda", "mps", "cpu")
+    assert select_device("cpu") == CPU
+    with pytest.raises(DerainError, match="unknown device"):
+        select_device("toaster")
+    if not torch.cuda.is_available():
+        with pytest.raises(DerainError, match="CUDA is not available"):
+            select_device("cuda")
+    assert autocast_dtype(None, CPU) is None and autocast_dtype("fp32", CPU) is None
+    with pytest.raises(DerainError, match="needs a GPU"):
+        autocast_dtype("fp16", CPU)
+    assert autocast_dtype("bf16", torch.device("cuda")) == torch.bfloat16
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_half_precision_on_gpu_is_close_to_fp32():
+    torch.manual_seed(0)
+    net = create_model("tiny").eval().cuda()
+    x = torch.rand(1, 3, 64, 80)
+    full = model_forward(net, torch.device("cuda"))(x)
+    half = model_forward(net, torch.device("cuda"), torch.float16)(x)
+    assert half.device == x.device and (half - full).abs().max() < 2e-2

@@ -1,0 +1,267 @@
+"""`derain train`: every stage on tiny data, frozen teachers, bit-exact resume, DDP, config errors."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from derain.archs import Encoder
+from derain.cli import main
+from derain.config import load_model_config
+from derain.errors import DerainError
+from derain.hub import from_pretrained
+from derain.train import pipeline
+from derain.train.config import STAGES, StageConfig, load_train_config, resolve_data
+from derain.train.distributed import Dist
+from derain.train.loop import Context, batch_stream, train_stage
+from derain.train.pipeline import train
+from derain.train.rundir import RunDir, RunLog, load_checkpoint
+from derain.train.stages import Stage, build_stage
+
+REPO = Path(__file__).parents[1]
+MODEL = {"dim": 8, "depth": 1, "num_heads": 2, "window_size": 4, "mlp_ratio": 2.0, "patch_size": 2,
+         "local_reduction": 2, "se_window": 3, "spp_kernels": [3]}
+CPU = Dist(torch.device("cpu"))
+
+
+def smooth_image(rng, size=32):
+    blocks = np.kron(rng.random((4, 4, 3)), np.ones((size // 4, size // 4, 1)))
+    return np.clip(blocks + 0.05 * rng.standard_normal(blocks.shape), 0, 1)
+
+
+def add_streaks(img, rng):
+    out = img.copy()
+    for _ in range(6):
+        x, y = rng.integers(img.shape[1]), rng.integers(-8, img.shape[0])
+        for t in range(10):
+            if 0 <= y + t < img.shape[0] and x + t // 3 < img.shape[1]:
+                out[y + t, x + t // 3] = np.minimum(out[y + t, x + t // 3] + 0.6, 1)
+    return out
+
+
+def save(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """6 streaked "real rainy" and 6 clear 32×32 images, and 2 validation pairs."""
+    root, rng = tmp_path_factory.mktemp("data"), np.random.default_rng(0)
+    for i in range(6):
+        save(root / "rainy" / f"{i}.png", add_streaks(smooth_image(rng), rng))
+        save(root / "clear" / f"{i}.png", smooth_image(rng))
+    for i in range(2):
+        clean = smooth_image(rng)
+        save(root / "val" / "clean" / f"{i}.png", clean)
+        save(root / "val" / "rainy" / f"{i}.png", add_streaks(clean, rng))
+    return root
+
+
+def tiny_config(data, **stages):
+    return {
+        "model": MODEL, "device": "cpu", "seed": 0,
+        "data": {"real_rainy": [str(data / "rainy")], "real_clear": [str(data / "clear")], "val": str(data / "val"),
+                 "synth": {"clean": str(data / "clear"), "rain_model": "linear", "count": 8}},
+        "train": {"iters": 8, "batch_size": 4, "crop": 16, "lr": 2e-3, "plateau_every": 2, "plateau_patience": 0,
+                  "log_every": 2, "checkpoint_every": 3, "val_every": 4},
+        "stages": {"finetune": {"ema": 0.5, "lr_encoder": 1e-3}, **stages},
+    }
+
+
+def log_lines(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def weight_files(run: Path) -> list[Path]:
+    return sorted(p.relative_to(run) for p in run.rglob("*.safetensors") if "ckpt-" not in p.name)
+
+
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    train(tiny_config(data), out)
+    return out
+
+
+def test_the_pipeline_writes_loadable_models_logs_and_checkpoints(finished_run):
+    run = RunDir(finished_run)
+    assert all(run.is_done(stage) for stage in STAGES)
+    assert type(from_pretrained(finished_run / "model")).__name__ == "ImageNet"
+    assert type(from_pretrained(finished_run / "scratch_model")).__name__ == "ImageNet"
+    assert type(from_pretrained(finished_run / "recog" / "model")).__name__ == "RecogNet"
+    from_pretrained(finished_run / "finetune" / "best")
+    assert load_train_config(run.config_file).stages["finetune"].lr_encoder == 1e-3  # the resolved copy loads
+    weights, state = load_checkpoint(run.stage_dir("finetune"))
+    assert state["step"] == 8 and any(k.startswith("ema.") for k in weights)
+    assert list((finished_run / "tb").glob("*/events.out.tfevents.*"))
+    validations = [e for e in log_lines(finished_run) if "val_psnr" in e]
+    assert {(e["stage"], e["step"]) for e in validations} == {(s, k) for s in ("finetune", "scratch") for k in (4, 8)}
+    assert all(10 < e["val_psnr"] < 60 for e in validations)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_lowers_its_loss(finished_run, stage):
+    losses = [e["loss"] for e in log_lines(finished_run) if e["stage"] == stage and "loss" in e]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
+
+
+def test_a_rerun_skips_completed_stages(finished_run, data):
+    before = (finished_run / "metrics.jsonl").read_text()
+    stamp = (finished_run / "model" / "model.safetensors").stat().st_mtime_ns
+    train(tiny_config(data), finished_run)
+    assert (finished_run / "metrics.jsonl").read_text() == before
+    assert (finished_run / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_killed_run_resumes_to_the_same_weights_bit_for_bit(finished_run, data, tmp_path):
+    out = tmp_path / "killed"
+    train(tiny_config(data), out, stop_at=("finetune", 5))  # as if killed after step 5; checkpoint at 3
+    assert RunDir(out).checkpoint_step("finetune") == 3 and not RunDir(out).is_done("finetune")
+    with pytest.raises(DerainError, match="pass --resume"):
+        train(tiny_config(data), out)
+    train(tiny_config(data), out, resume=True)
+
+    assert weight_files(out) == weight_files(finished_run)
+    for name in weight_files(out):
+        a, b = load_file(out / name), load_file(finished_run / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    drop_speed = lambda lines: [{k: v for k, v in e.items() if k != "it_s"} for e in lines]  # noqa: E731
+    assert drop_speed(log_lines(out)) == drop_speed(log_lines(finished_run))
+
+
+def test_teachers_stay_frozen_while_a_narrower_student_learns(finished_run, data, tmp_path, monkeypatch):
+    out = tmp_path / "narrow"
+    for teacher in ("recog", "recon"):  # reuse the finished teachers, as docs/training.md describes
+        shutil.copytree(finished_run / teacher, out / teacher)
+    built = {}
+
+    def spy(name, *args):
+        built[name] = stage = build_stage(name, *args)
+        built["before"] = {t: {k: v.clone() for k, v in m.state_dict().items()} for t, m in stage.module.teachers.items()}
+        return stage
+
+    monkeypatch.setattr(pipeline, "build_stage", spy)
+    config = {**tiny_config(data), "student": {"dim": 4}}
+    train(config, out, stages=["distill"])
+
+    module = built["distill"].module
+    assert all(isinstance(module.project[t], nn.Conv2d) for t in ("recog", "recon"))  # 4 -> 8 channels
+    assert not any(k.startswith("teachers") for k in module.state_dict())
+    for teacher, net in module.teachers.items():
+        assert not any(p.requires_grad for p in net.parameters())
+        after = net.state_dict()
+        assert all(torch.equal(after[k], v) for k, v in built["before"][teacher].items()), teacher
+    student = Encoder(load_model_config({**MODEL, "dim": 4}))
+    student.load_state_dict(load_file(out / "distill" / "student.safetensors"))  # no projections inside
+
+
+def ctx_for(dist: Dist, run=None) -> Context:
+    return Context(run=run, dist=dist, log=RunLog(run, enabled=run is not None), seed=0, amp=False, workers=0,
+                   val_pairs=[])
+
+
+class Numbers(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return (torch.tensor([float(i)]),)
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def test_ranks_split_each_global_batch_and_resume_mid_stream():
+    dataset = Numbers(10)  # 2 batches of 4 per epoch; the last 2 samples wait for the next shuffle
+    stream = batch_stream(dataset, 4, 0, ctx_for(CPU))
+    whole = [next(stream)[0] for _ in range(5)]
+    ranks = [batch_stream(dataset, 4, 0, ctx_for(Dist(CPU.device, rank, 2))) for rank in (0, 1)]
+    for batch in whole:
+        assert torch.equal(batch, torch.cat([next(r)[0] for r in ranks]))
+    assert not torch.equal(whole[0], whole[2])  # a new permutation each epoch
+    assert torch.equal(next(batch_stream(dataset, 4, 3, ctx_for(CPU)))[0], whole[3])
+
+
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
+    config = tiny_config(data)
+    config_file = tmp_path / "ddp.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    train(config, tmp_path / "one", stages=["recon"])
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "derain", "train", str(config_file), "--out", str(tmp_path / "two"), "--stages", "recon"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    one, two = (load_file(tmp_path / run / "recon" / "model" / "model.safetensors") for run in ("one", "two"))
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=1e-4)
+
+
+class ExplodesOnCall(nn.Module):
+    def __init__(self, call):
+        super().__init__()
+        self.weight, self.calls, self.explode_at = nn.Parameter(torch.ones(1)), 0, call
+
+    def forward(self, batch):
+        self.calls += 1
+        loss = (self.weight * batch[0]).pow(2).mean()
+        return {"loss": loss * float("nan") if self.calls >= self.explode_at else loss}
+
+
+def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    module = ExplodesOnCall(call=5)
+    stage = Stage("toy", module, Numbers(8), [{"params": list(module.parameters()), "lr": 0.1}], lambda m: None)
+    run = RunDir(tmp_path)
+    with pytest.raises(DerainError, match=r"at step 5.*Last good checkpoint: step 4"):
+        train_stage(stage, StageConfig(iters=10, batch_size=2, checkpoint_every=2), ctx_for(CPU, run))
+    weights, state = load_checkpoint(run.stage_dir("toy"))
+    assert state["step"] == 4 and torch.isfinite(weights["weight"]).all()
+    assert not run.is_done("toy")
+
+
+def write_config(path: Path, config: dict) -> str:
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("change, stages, message", [
+    (lambda c: c["stages"]["finetune"].update(lr_enc=1.0), None, "stages.finetune.lr_enc: unknown key"),
+    (lambda c: c.update(epochs=3), None, "epochs: unknown key"),
+    (lambda c: c["train"].update(iters="many"), None, "train.iters: expected int"),
+    (lambda c: c["data"].update(real_rainy=["/no/such/folder"]), None, "data.real_rainy: /no/such/folder: not found"),
+    (lambda c: None, ["distill"], "stage distill needs stage recog"),
+])
+def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, change, stages, message):
+    config = tiny_config(data)
+    change(config)
+    out = tmp_path / "run"
+    argv = ["train", write_config(tmp_path / "c.yaml", config), "--out", str(out)]
+    assert main(argv + (["--stages", *stages] if stages else [])) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_the_shipped_configs_parse_and_the_paper_paths_are_placeholders(monkeypatch):
+    monkeypatch.chdir(REPO)
+    tiny, shared, paper = (load_train_config(REPO / "configs" / f"{n}.yaml") for n in ("tiny", "shared", "paper"))
+    assert tiny.data.demo and tiny.device == "cpu"
+    assert paper.model == load_model_config("paper") and paper.stages["recog"].crop == 256
+    assert (paper.stages["recog"].lr, paper.stages["finetune"].lr_encoder, paper.stages["finetune"].lr) == (4e-4, 4e-5, 4e-4)
+    with pytest.raises(DerainError, match="data.real_rainy"):
+        resolve_data(paper.data, list(STAGES))
+    if (REPO / ".." / "shared" / "data").is_dir():
+        resolved = resolve_data(shared.data, list(STAGES))
+        assert len(resolved.real_clear) == 5 and resolved.val.endswith("ddn_sirr_test20")
