@@ -14,6 +14,8 @@ is swapped for `grid_attention_mask`, which computes the same values from tensor
 """
 from __future__ import annotations
 
+import logging
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,6 +56,20 @@ def traceable_attention():
         aglf_vit.attention_mask = saved
 
 
+@contextmanager
+def quiet_exporter():
+    """Hide the exporter's notes about optional packages and its internal deprecation warnings."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 class GridPadded(nn.Module):
     """Edge-pads the image to multiples of patch × window, runs the network, crops back.
 
@@ -81,9 +97,9 @@ def export_onnx(net: torch.nn.Module, path: str | Path, opset: int = 18) -> Path
     example = torch.rand(2, 3, 35, 53)  # batch 2 and odd sizes, so that nothing specialises on them
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     path = Path(path)
-    with traceable_attention(), torch.no_grad():
-        program = torch.onnx.export(GridPadded(net), (example,), dynamic_shapes={"img": dims}, input_names=["image"],
-                                    output_names=["derained"], opset_version=opset, dynamo=True,
-                                    verbose=False)
+    with traceable_attention(), quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(GridPadded(net).eval(), (example,), dynamic_shapes={"img": dims},
+                                    input_names=["image"], output_names=["derained"], opset_version=opset,
+                                    dynamo=True, verbose=False)
     atomic_write(path, lambda tmp: program.save(tmp))
     return path

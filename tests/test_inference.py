@@ -109,7 +109,8 @@ def test_tile_from_memory_budget_fits_and_is_aligned():
     budget = parse_bytes("1GB")
     tile = tile_for_budget(cfg, budget, overlap=32)
     assert tile % alignment(cfg) == 0
-    assert tile**2 * activation_bytes_per_pixel(cfg) <= budget < (tile + alignment(cfg)) ** 2 * activation_bytes_per_pixel(cfg)
+    per_pixel = activation_bytes_per_pixel(cfg)
+    assert tile**2 * per_pixel <= budget < (tile + alignment(cfg)) ** 2 * per_pixel
     assert choose_tile(cfg, 3840, 2160, None, 32, budget) == tile
     assert choose_tile(cfg, 256, 256, None, 32, budget) is None  # fits: one pass
     assert choose_tile(cfg, 3840, 2160, 0, 32, budget) is None  # tile 0: never tile

@@ -101,7 +101,7 @@ def test_the_pipeline_writes_loadable_models_logs_and_checkpoints(finished_run):
     from_pretrained(finished_run / "finetune" / "best")
     assert load_train_config(run.config_file).stages["finetune"].lr_encoder == 1e-3  # the resolved copy loads
     weights, state = load_checkpoint(run.stage_dir("finetune"))
-    assert state["step"] == 8 and any(k.startswith("ema.") for k in weights)
+    assert state["progress"]["step"] == 8 and any(k.startswith("ema.") for k in weights)
     assert list((finished_run / "tb").glob("*/events.out.tfevents.*"))
     validations = [e for e in log_lines(finished_run) if "val_psnr" in e]
     assert {(e["stage"], e["step"]) for e in validations} == {(s, k) for s in ("finetune", "scratch") for k in (4, 8)}
@@ -147,7 +147,8 @@ def test_teachers_stay_frozen_while_a_narrower_student_learns(finished_run, data
 
     def spy(name, *args):
         built[name] = stage = build_stage(name, *args)
-        built["before"] = {t: {k: v.clone() for k, v in m.state_dict().items()} for t, m in stage.module.teachers.items()}
+        teachers = stage.module.teachers.items()
+        built["before"] = {t: {k: v.clone() for k, v in net.state_dict().items()} for t, net in teachers}
         return stage
 
     monkeypatch.setattr(pipeline, "build_stage", spy)
@@ -227,7 +228,7 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoi
     with pytest.raises(DerainError, match=r"at step 5.*Last good checkpoint: step 4"):
         train_stage(stage, StageConfig(iters=10, batch_size=2, checkpoint_every=2), ctx_for(CPU, run))
     weights, state = load_checkpoint(run.stage_dir("toy"))
-    assert state["step"] == 4 and torch.isfinite(weights["weight"]).all()
+    assert state["progress"]["step"] == 4 and torch.isfinite(weights["weight"]).all()
     assert not run.is_done("toy")
 
 
@@ -259,7 +260,8 @@ def test_the_shipped_configs_parse_and_the_paper_paths_are_placeholders(monkeypa
     tiny, shared, paper = (load_train_config(REPO / "configs" / f"{n}.yaml") for n in ("tiny", "shared", "paper"))
     assert tiny.data.demo and tiny.device == "cpu"
     assert paper.model == load_model_config("paper") and paper.stages["recog"].crop == 256
-    assert (paper.stages["recog"].lr, paper.stages["finetune"].lr_encoder, paper.stages["finetune"].lr) == (4e-4, 4e-5, 4e-4)
+    finetune = paper.stages["finetune"]
+    assert (paper.stages["recog"].lr, finetune.lr_encoder, finetune.lr) == (4e-4, 4e-5, 4e-4)
     with pytest.raises(DerainError, match="data.real_rainy"):
         resolve_data(paper.data, list(STAGES))
     if (REPO / ".." / "shared" / "data").is_dir():

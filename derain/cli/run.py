@@ -130,24 +130,34 @@ def derain_file(derainer, job: Job, quality: int) -> None:
 
 
 def run(args) -> int:
-    import torch
     from PIL import Image
-    from tqdm import tqdm
 
-    Image.MAX_IMAGE_PIXELS = args.max_pixels
     derainer = load_from_args(args)
     suffix = FORMAT_SUFFIXES[args.format] if args.format else None
     jobs = plan(args.inputs, Path(args.output), args.recursive, suffix)
+    pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, args.max_pixels
+    try:
+        counts = run_jobs(derainer, jobs, args.overwrite, args.quality)
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
+    return 1 if counts["failed"] else 0
+
+
+def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int) -> dict:
+    """Derain each job with a progress bar; one line per failure; the summary at the end."""
+    import torch
+    from tqdm import tqdm
+
     counts = {"done": 0, "skipped": 0, "failed": 0}
     start = time.perf_counter()
     for job in tqdm(jobs, unit="img", desc="derain", disable=None, file=sys.stderr):
-        if job.error is None and job.target.exists() and not args.overwrite:
+        if job.error is None and job.target.exists() and not overwrite:
             counts["skipped"] += 1
             continue
         try:
             if job.error:
                 raise DerainError(job.error)
-            derain_file(derainer, job, args.quality)
+            derain_file(derainer, job, quality)
             counts["done"] += 1
         except (DerainError, MemoryError, torch.OutOfMemoryError) as exc:
             message = str(exc) if isinstance(exc, DerainError) else f"{job.source}: out of memory; try a smaller --tile"
@@ -155,4 +165,4 @@ def run(args) -> int:
             counts["failed"] += 1
     print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
           f"in {time.perf_counter() - start:.1f} s")
-    return 1 if counts["failed"] else 0
+    return counts

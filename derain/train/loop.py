@@ -9,11 +9,12 @@ replays exactly what the killed run did after it: the batch stream depends only 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -110,6 +111,80 @@ def validate(net: nn.Module, pairs: list[Pair], device: torch.device) -> dict[st
     return {"val_psnr": float(mean_psnr), "val_ssim": float(mean_ssim)}
 
 
+@dataclass
+class RunningMean:
+    """Sums of named values and their count since the last `pop` (the plateau and the log windows)."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, values: dict[str, float]) -> None:
+        self.sums = {k: self.sums.get(k, 0.0) + v for k, v in values.items()}
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        means = {k: v / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+@dataclass
+class Progress:
+    """The loop's own state, checkpointed with the weights so that a resumed run replays exactly."""
+
+    step: int = 0
+    plateau: RunningMean = field(default_factory=RunningMean)
+    log: RunningMean = field(default_factory=RunningMean)
+    best: dict | None = None  # {"step", "val_psnr", "val_ssim"} of the best validation
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Progress":
+        return cls(d["step"], RunningMean(**d["plateau"]), RunningMean(**d["log"]), d["best"])
+
+
+def save(folder, progress: Progress, module: nn.Module, ema: EMA | None, optimizer, scheduler) -> None:
+    weights = dict(module.state_dict())
+    if ema is not None:
+        weights.update({"ema." + k: v for k, v in ema.weights.items()})
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    save_checkpoint(folder, progress.step, weights, {"progress": dataclasses.asdict(progress), "rng": rng,
+                                                     "optimizer": optimizer.state_dict(),
+                                                     "scheduler": scheduler.state_dict()})
+
+
+def restore(folder, module: nn.Module, ema: EMA | None, optimizer, scheduler) -> Progress:
+    """Load the last checkpoint into the module, EMA, optimizer, scheduler and RNG; a new Progress if none."""
+    checkpoint = load_checkpoint(folder)
+    if checkpoint is None:
+        return Progress()
+    weights, state = checkpoint
+    module.load_state_dict({k: v for k, v in weights.items() if not k.startswith("ema.")})
+    if ema is not None:
+        ema.weights = {k: weights["ema." + k].to(ema.weights[k].device) for k in ema.weights}
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["cpu"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng"]["cuda"])
+    return Progress.from_dict(state["progress"])
+
+
+def validate_and_keep_best(stage: Stage, ctx: Context, progress: Progress, module: nn.Module,
+                           ema: EMA | None) -> None:
+    """Score data.val with the (EMA) weights; save them as <stage>/best when they beat the best so far."""
+    with averaged_weights(module, ema):
+        scores = validate(stage.val_net, ctx.val_pairs, ctx.dist.device)
+        if progress.best is None or scores["val_psnr"] > progress.best["val_psnr"]:
+            progress.best = {"step": progress.step, **scores}
+            save_pretrained(stage.val_net, ctx.run.stage_dir(stage.name) / "best", stage=stage.name, **progress.best)
+    best = progress.best
+    ctx.log.write(stage.name, progress.step, **scores, best_val_psnr=best["val_psnr"])
+    tqdm.write(f"{stage.name} step {progress.step}: val Y-PSNR {scores['val_psnr']:.2f} dB, "
+               f"SSIM {scores['val_ssim']:.4f} (best {best['val_psnr']:.2f} dB at step {best['step']})")
+
+
 def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     """Train a stage to cfg.iters from its last checkpoint, then export it and mark it done.
     Returns False if ctx.stop_at stopped it first."""
@@ -119,48 +194,18 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     optimizer = torch.optim.Adam(stage.param_groups)
     scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
     ema = EMA(module, cfg.ema) if cfg.ema else None
-    step, best = 0, None
-    window = [0.0, 0]  # loss sum and count since the last plateau step
-    sums, count = {}, 0  # loss parts summed since the last log line
-
-    checkpoint = load_checkpoint(folder)
-    if checkpoint is not None:
-        weights, state = checkpoint
-        module.load_state_dict({k: v for k, v in weights.items() if not k.startswith("ema.")})
-        if ema is not None:
-            ema.weights = {k: weights["ema." + k].to(device) for k in ema.weights}
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["cpu"])
-        if device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        step, window, best = state["step"], state["plateau_window"], state["best"]
-        sums, count = state["log_window"]["sums"], state["log_window"]["count"]
-    saved_step = step if checkpoint is not None else None
-
-    def save():
-        weights = dict(module.state_dict())
-        if ema is not None:
-            weights.update({"ema." + k: v for k, v in ema.weights.items()})
-        rng = {"cpu": torch.get_rng_state()}
-        if device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(device)
-        save_checkpoint(folder, step, weights, {"step": step, "optimizer": optimizer.state_dict(),
-                                                "scheduler": scheduler.state_dict(), "rng": rng,
-                                                "plateau_window": window, "best": best,
-                                                "log_window": {"sums": sums, "count": count}})
-
+    progress = restore(folder, module, ema, optimizer, scheduler)
     model = DistributedDataParallel(module) if dist.world_size > 1 else module
-    batches = batch_stream(stage.dataset, cfg.batch_size, step, ctx)
-    validating = stage.val_net is not None and bool(ctx.val_pairs) and cfg.val_every > 0
+    batches = batch_stream(stage.dataset, cfg.batch_size, progress.step, ctx)
+    validating = stage.val_net is not None and bool(ctx.val_pairs) and cfg.val_every > 0 and dist.is_main
     bf16 = ctx.amp and device.type == "cuda"
-    ctx.log.start_stage(stage.name, step)
-    bar = tqdm(total=cfg.iters, initial=step, desc=stage.name, unit="it", disable=not dist.is_main,
+    ctx.log.start_stage(stage.name, progress.step)
+    bar = tqdm(total=cfg.iters, initial=progress.step, desc=stage.name, unit="it", disable=not dist.is_main,
                dynamic_ncols=True)
     tic, logged = time.perf_counter(), {}
     module.train()
-    while step < cfg.iters:
-        if ctx.stop_at == (stage.name, step):
+    while progress.step < cfg.iters:
+        if ctx.stop_at == (stage.name, progress.step):
             bar.close()
             return False
         batch = [t.to(device, non_blocking=True) for t in next(batches)]
@@ -172,45 +217,36 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
         values = dict(zip(losses, dist.mean(torch.stack([v.detach().float() for v in losses.values()])).tolist()))
         if not (math.isfinite(values["loss"]) and math.isfinite(grad_norm)):
             bar.close()
-            kept = f"step {saved_step} in {folder}" if saved_step is not None else "none yet"
             raise DerainError(f"stage {stage.name}: the loss became {values['loss']} (gradient norm {grad_norm}) "
-                              f"at step {step + 1}; stopped without saving it. Last good checkpoint: {kept}. "
+                              f"at step {progress.step + 1}; stopped without saving it. Last good checkpoint: "
+                              f"step {run.checkpoint_step(stage.name)} in {folder}. "
                               "Lower the lr or set clip_grad, then rerun with --resume")
         optimizer.step()
         if ema is not None:
             ema.update(module)
-        step += 1
+        progress.step += 1
+        step = progress.step
 
-        window = [window[0] + values["loss"], window[1] + 1]
+        progress.plateau.add({"loss": values["loss"]})
         if step % cfg.plateau_every == 0:
-            scheduler.step(window[0] / window[1])
-            window = [0.0, 0]
+            scheduler.step(progress.plateau.pop()["loss"])
         lr = optimizer.param_groups[-1]["lr"]
         bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.2e}", refresh=False)
         bar.update()
-        sums, count = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1
+        progress.log.add(values)
         if step % cfg.log_every == 0 or step == cfg.iters:
-            logged = {k: v / count for k, v in sums.items()}
+            count, logged = progress.log.count, progress.log.pop()
             ctx.log.write(stage.name, step, **logged, lr=lr, it_s=count / (time.perf_counter() - tic))
-            sums, count, tic = {}, 0, time.perf_counter()
-        if validating and dist.is_main and (step % cfg.val_every == 0 or step == cfg.iters):
-            with averaged_weights(module, ema):
-                scores = validate(stage.val_net, ctx.val_pairs, device)
-                if best is None or scores["val_psnr"] > best["val_psnr"]:
-                    best = {"step": step, **scores}
-                    save_pretrained(stage.val_net, folder / "best", stage=stage.name, **best)
-            ctx.log.write(stage.name, step, **scores, best_val_psnr=best["val_psnr"])
-            bar.write(f"{stage.name} step {step}: val Y-PSNR {scores['val_psnr']:.2f} dB, "
-                      f"SSIM {scores['val_ssim']:.4f} (best {best['val_psnr']:.2f} at step {best['step']})")
-        if step % cfg.checkpoint_every == 0 or step == cfg.iters:
-            if dist.is_main:
-                save()
-            saved_step = step
+            tic = time.perf_counter()
+        if validating and (step % cfg.val_every == 0 or step == cfg.iters):
+            validate_and_keep_best(stage, ctx, progress, module, ema)
+        if dist.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.iters):
+            save(folder, progress, module, ema, optimizer, scheduler)
     bar.close()
 
     if dist.is_main:
         with averaged_weights(module, ema):
             stage.export(module)
-        run.mark_done(stage.name, {"step": step, **logged, "best": best})
+        run.mark_done(stage.name, {"step": progress.step, **logged, "best": progress.best})
     dist.barrier()
     return True

@@ -17,6 +17,7 @@ from derain.data import list_pairs
 from derain.data.demo import build as build_demo
 from derain.data.synthesis import synth_folder
 from derain.errors import DerainError
+from derain.evaluation import write_text
 from derain.train.config import STAGES, TrainConfig, load_train_config, resolve_data
 from derain.train.distributed import Dist, setup, teardown
 from derain.train.loop import Context, train_stage
@@ -52,8 +53,7 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
         if cfg.data.val and {"finetune", "scratch"} & set(selected):
             val_pairs = list_pairs(cfg.data.val)[:cfg.data.val_max_images or None]
         if dist.is_main:
-            run.root.mkdir(parents=True, exist_ok=True)
-            run.config_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            write_text(run.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         set_determinism(cfg.deterministic)
         ctx = Context(run, dist, RunLog(run, dist.is_main), cfg.seed, cfg.amp, cfg.data.workers, val_pairs, stop_at)
         try:

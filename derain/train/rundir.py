@@ -24,13 +24,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from derain.evaluation import write_json, write_text
 from derain.hub import atomic_write
 
 MODEL_DIRS = {"recog": "recog/model", "recon": "recon/model", "finetune": "model", "scratch": "scratch_model"}
-
-
-def write_json(path: Path, data) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=1) + "\n"))
 
 
 class RunDir:
@@ -99,9 +96,9 @@ class RunLog:
         self.close()
         if self.run.metrics_file.is_file():
             lines = self.run.metrics_file.read_text().splitlines(keepends=True)
-            kept = [line for line in lines if not _after(json.loads(line), stage, step)]
+            kept = [line for line in lines if _keep(line, stage, step)]
             if len(kept) < len(lines):
-                atomic_write(self.run.metrics_file, lambda tmp: Path(tmp).write_text("".join(kept)))
+                write_text(self.run.metrics_file, "".join(kept))
         if self.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -126,5 +123,9 @@ class RunLog:
             self.writer = None
 
 
-def _after(entry: dict, stage: str, step: int) -> bool:
-    return entry.get("stage") == stage and entry.get("step", 0) > step
+def _keep(line: str, stage: str, step: int) -> bool:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return False  # a line cut short by a kill
+    return not (entry.get("stage") == stage and entry.get("step", 0) > step)

@@ -1,0 +1,88 @@
+"""Inference speed and peak memory of `derain.load()(image)` at 0.25, 1 and 8.3 megapixels.
+
+Each size runs in its own subprocess, so that `ru_maxrss` (the process's peak resident set) belongs
+to that size alone. The model is the bundled one if it is installed, else the `default` preset
+with random weights (the speed and memory are the same). Tiling is automatic, from the memory
+budget (1 GiB of activations unless --max-memory or --tile is given).
+
+    python benchmarks/bench_infer.py                   # 2 threads, as on the reference machine
+    python benchmarks/bench_infer.py --threads 4 --max-memory 512MB
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+SIZES = {"0.25 MP": (500, 500), "1 MP": (1000, 1000), "8.3 MP (3840×2160)": (2160, 3840)}
+
+
+def worker(height: int, width: int, args) -> dict:
+    import numpy as np
+    import torch
+
+    import derain
+    from derain.api import Derainer
+    from derain.archs import create_model
+    from derain.errors import DerainError
+    from derain.inference import align_tiling, choose_tile, parse_bytes, select_device
+
+    torch.set_num_threads(args.threads)
+    max_memory = parse_bytes(args.max_memory) if args.max_memory else None
+    try:
+        model, source = derain.load(device="cpu", tile=args.tile, max_memory=max_memory), "bundled"
+    except DerainError:
+        net = create_model("default").eval()
+        model = Derainer(net, select_device("cpu"), tile=args.tile, max_memory=max_memory)
+        source = "default preset, random weights"
+    model(np.zeros((64, 64, 3), np.uint8))  # first-call set-up is not part of the timing
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    model(image)
+    seconds = time.perf_counter() - start
+    tile, overlap = align_tiling(model.config, args.tile, model.overlap)
+    return {
+        "model": source,
+        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory),
+        "seconds": seconds,
+        "mpixel_per_s": height * width / 1e6 / seconds,
+        "rss_before_mib": rss_before / 1024,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
+    parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
+    parser.add_argument("--worker", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args)))
+        return
+    rows = []
+    for label, (height, width) in SIZES.items():
+        done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", str(height), str(width)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{label}: worker failed\n{done.stderr}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append((label, result))
+        print(f"{label}: {result['mpixel_per_s']:.3f} Mpixel/s, peak RSS {result['peak_rss_mib']:.0f} MiB "
+              f"({result['seconds']:.1f} s)", flush=True)
+    print(f"\nmodel: {rows[0][1]['model']}; {args.threads} threads; tiles from "
+          f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB')}\n")
+    print("| image | tile | seconds | Mpixel/s | RSS after load (MiB) | peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|")
+    for label, r in rows:
+        print(f"| {label} | {r['tile'] or 'none'} | {r['seconds']:.1f} | {r['mpixel_per_s']:.3f} "
+              f"| {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""derain.load and the Derainer: type, dtype and shape round trips, gray and alpha, loading errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import derain
+from derain import api
+from derain.archs import create_model
+from derain.errors import DerainError
+from derain.hub import save_pretrained
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_pretrained(create_model("tiny"), tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="module")
+def m(model_dir):
+    return derain.load(model_dir, device="cpu")
+
+
+@pytest.fixture
+def rgb():
+    return np.random.default_rng(0).random((24, 40, 3)).astype(np.float32)
+
+
+def test_import_derain_does_not_import_torch():
+    code = "import sys, derain; assert 'torch' not in sys.modules; assert callable(derain.load)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_output_is_the_network_applied_and_clipped(m, rgb):
+    with torch.no_grad():
+        expected = m.net(torch.from_numpy(rgb).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(m(rgb), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.uint8, 255), (np.uint16, 65535), (np.float32, 1), (np.float64, 1)])
+@pytest.mark.parametrize("shape", [(24, 40), (24, 40, 1), (24, 40, 3), (24, 40, 4), (2, 24, 40, 3)])
+def test_numpy_arrays_keep_dtype_and_shape(m, rgb, dtype, scale, shape):
+    image = rgb[..., : shape[-1]] if len(shape) == 3 else rgb[..., 0] if len(shape) == 2 else np.stack([rgb, rgb[::-1]])
+    image = (np.round(image * scale) if scale > 1 else image).astype(dtype)
+    out = m(image)
+    assert out.dtype == dtype and out.shape == image.shape
+    reference = m(image.astype(np.float32) / scale) * scale
+    np.testing.assert_allclose(out.astype(np.float64), reference, atol=0.51 if scale > 1 else 1e-6)
+
+
+def test_alpha_passes_through_untouched(m, rgb):
+    rgba = (np.concatenate([rgb, rgb[..., :1] ** 2], 2) * 255).round().astype(np.uint8)
+    out = m(rgba)
+    assert np.array_equal(out[..., 3], rgba[..., 3])
+    assert np.array_equal(out[..., :3], m(rgba[..., :3]))
+
+
+def test_gray_is_derained_as_rgb_and_averaged_back(m, rgb):
+    gray = rgb[..., 0]
+    np.testing.assert_allclose(m(gray), m(np.repeat(gray[..., None], 3, 2)).mean(2), atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 37, 3), (17, 1, 3), (33, 70, 3)])
+def test_any_size_works_tiled_or_not(model_dir, shape):
+    image = np.random.default_rng(2).random(shape).astype(np.float32)
+    for tile in (0, 32):  # one pass, and 32-pixel tiles where the image is larger
+        out = derain.load(model_dir, device="cpu", tile=tile, overlap=0)(image)
+        assert out.shape == shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_batches_are_derained_image_by_image(m, rgb):
+    batch = np.stack([rgb, rgb[::-1]])
+    out = m(batch)
+    np.testing.assert_allclose(out[1], m(rgb[::-1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "I;16", "P"])
+def test_pil_images_keep_mode_and_size(m, rgb, mode):
+    img = Image.fromarray((rgb * 255).round().astype(np.uint8)).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(img).astype(np.uint16) * 257))
+    img.info["note"] = "kept"
+    out = m(img)
+    assert out.size == img.size and out.info["note"] == "kept"
+    assert out.mode == ("RGB" if mode == "P" else mode)
+    if mode in ("LA", "RGBA"):
+        assert np.array_equal(np.asarray(out)[..., -1], np.asarray(img)[..., -1])
+
+
+def test_torch_tensors_keep_dtype_shape_and_device(m, rgb):
+    chw = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    out = m(chw)
+    assert out.shape == chw.shape and out.dtype == torch.float32 and out.device == chw.device
+    np.testing.assert_allclose(out.permute(1, 2, 0).numpy(), m(rgb), atol=1e-6)
+    batch = (torch.stack([chw, chw.flip(-1)]) * 255).round().to(torch.uint8)
+    out = m(batch)
+    assert out.shape == batch.shape and out.dtype == torch.uint8
+    assert torch.equal(out[1], m(batch[1]))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8, 7), np.uint8), np.zeros((8, 8), np.int32), [[0.5]],
+                                 torch.zeros(5, 8, 8)])
+def test_unsupported_inputs_are_clear_errors(m, bad):
+    with pytest.raises(DerainError):
+        m(bad)
+
+
+def test_options_reach_the_derainer(model_dir):
+    loaded = derain.load(model_dir, device="cpu", tile=64, overlap=16, tta=True, max_memory="2GB")
+    assert (loaded.tile, loaded.overlap, loaded.tta, loaded.max_memory) == (64, 16, True, 2 << 30)
+    image = np.random.default_rng(1).random((40, 40, 3)).astype(np.float32)
+    plain = derain.load(model_dir, device="cpu")(image)
+    assert np.abs(loaded(image) - plain).max() > 0  # the self-ensemble changed something
+
+
+def test_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: tmp_path / "default_model")
+    with pytest.raises(DerainError, match="no bundled model is installed.*--model"):
+        derain.load()
+
+
+def test_the_bundled_model_is_loaded_from_the_package_folder(monkeypatch, model_dir):
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: model_dir)
+    assert derain.load(device="cpu").config == create_model("tiny").config
+
+
+def test_bundled_model_dir_is_inside_the_package():
+    assert api.bundled_model_dir().parts[-3:] == ("derain", "assets", "default_model")
+
+
+def test_a_recognition_network_is_refused(tmp_path):
+    save_pretrained(create_model("tiny", head="recog"), tmp_path)
+    with pytest.raises(DerainError, match="not a deraining network"):
+        derain.load(tmp_path)

@@ -1,0 +1,58 @@
+"""`derain export`: onnxruntime agrees with PyTorch at dynamic sizes."""
+import numpy as np
+import pytest
+import torch
+
+from derain.archs import create_model
+from derain.cli import main
+from derain.export import GridPadded
+from derain.hub import from_pretrained, save_pretrained
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] extra")
+pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript (the [onnx] extra)")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model with large random weights (so mistakes show), exported through the CLI."""
+    root = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    net = create_model("tiny").eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)
+    save_pretrained(net, root / "model")
+    assert main(["export", str(root / "model"), "--onnx", str(root / "m.onnx")]) == 0
+    session = ort.InferenceSession(str(root / "m.onnx"), providers=["CPUExecutionProvider"])
+    return from_pretrained(root / "model"), session
+
+
+def run_onnx(session, x: torch.Tensor) -> np.ndarray:
+    return session.run(None, {"image": x.numpy()})[0]
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 48, 64), (2, 3, 32, 80), (1, 3, 16, 16)])
+def test_onnx_matches_torch_on_the_window_grid(exported, shape):
+    net, session = exported
+    x = torch.rand(shape)
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert np.abs(run_onnx(session, x) - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 53), (1, 3, 1, 1), (2, 3, 5, 130)])
+def test_other_sizes_are_edge_padded_inside_the_graph(exported, shape):
+    net, session = exported
+    x = torch.rand(shape)
+    out = run_onnx(session, x)
+    with torch.no_grad():
+        expected = GridPadded(net)(x).numpy()
+    assert out.shape == shape and np.abs(out - expected).max() <= 1e-4
+
+
+def test_export_without_a_bundled_model_names_the_fix(tmp_path, monkeypatch, capsys):
+    from derain import api
+
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: tmp_path / "default_model")
+    assert main(["export", "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "no bundled model is installed" in capsys.readouterr().err
