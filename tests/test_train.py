@@ -123,6 +123,13 @@ def test_a_rerun_skips_completed_stages(finished_run, data):
     assert (finished_run / "model" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_a_run_directory_refuses_a_changed_config(finished_run, data):
+    config = tiny_config(data)
+    config["stages"]["finetune"]["iters"] = 9
+    with pytest.raises(DerainError, match=r"differs from this config at stages\.finetune\.iters \(8 there, 9 here\)"):
+        train(config, finished_run)
+
+
 def test_a_killed_run_resumes_to_the_same_weights_bit_for_bit(finished_run, data, tmp_path):
     out = tmp_path / "killed"
     train(tiny_config(data), out, stop_at=("finetune", 5))  # as if killed after step 5; checkpoint at 3

@@ -83,8 +83,6 @@ def batch_stream(dataset: Dataset, batch_size: int, start_step: int, ctx: Contex
     ranks or workers and wherever a run resumed."""
     n, rank, world = len(dataset), ctx.dist.rank, ctx.dist.world_size
     per_epoch, per_rank = n // batch_size, batch_size // world
-    if per_epoch == 0:
-        raise DerainError(f"{n} samples per epoch, fewer than the batch size {batch_size}")
     step = start_step
     while True:
         epoch, first = divmod(step, per_epoch)
@@ -189,6 +187,9 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     """Train a stage to cfg.iters from its last checkpoint, then export it and mark it done.
     Returns False if ctx.stop_at stopped it first."""
     run, dist, device = ctx.run, ctx.dist, ctx.dist.device
+    if len(stage.dataset) < cfg.batch_size:
+        raise DerainError(f"stage {stage.name}: {len(stage.dataset)} samples per epoch, fewer than its "
+                          f"batch_size {cfg.batch_size}; add images or lower the batch size")
     folder = run.stage_dir(stage.name)
     module = stage.module.to(device)
     optimizer = torch.optim.Adam(stage.param_groups)

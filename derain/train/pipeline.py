@@ -41,6 +41,7 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
     determinism = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         check_batches(cfg, selected, dist)
+        check_stage_inputs(run, cfg, selected, resume)
         demo = None
         if cfg.data.demo:
             if dist.is_main:
@@ -48,7 +49,7 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
             dist.barrier()
             demo = build_demo(run.demo_dir, seed=cfg.seed)
         cfg.data = resolve_data(cfg.data, selected, demo)
-        check_run_dir(run, cfg, selected, resume)
+        check_same_config(run, cfg)
         val_pairs = []
         if cfg.data.val and {"finetune", "scratch"} & set(selected):
             val_pairs = list_pairs(cfg.data.val)[:cfg.data.val_max_images or None]
@@ -81,14 +82,8 @@ def check_batches(cfg: TrainConfig, selected: list[str], dist: Dist) -> None:
                               f"does not split over {dist.world_size} ranks")
 
 
-def check_run_dir(run: RunDir, cfg: TrainConfig, selected: list[str], resume: bool) -> None:
-    """Refuse a RUN made with another config, a stage without its inputs, and an unasked-for resume."""
-    if run.config_file.is_file():
-        stored = yaml.safe_load(run.config_file.read_text())
-        where = first_difference({**stored, "pipeline": None}, {**cfg.to_dict(), "pipeline": None})
-        if where:
-            raise DerainError(f"{run.config_file} differs from this config at {where}; use another --out "
-                              "(copy finished stage folders into it to reuse them)")
+def check_stage_inputs(run: RunDir, cfg: TrainConfig, selected: list[str], resume: bool) -> None:
+    """Refuse a stage whose input stages have not finished, and an unfinished stage without --resume."""
     for name in selected:
         if run.is_done(name):
             continue
@@ -100,6 +95,16 @@ def check_run_dir(run: RunDir, cfg: TrainConfig, selected: list[str], resume: bo
         if step is not None and not resume:
             raise DerainError(f"{run.stage_dir(name)} holds an unfinished run at step {step}; "
                               "pass --resume to continue it, or choose another --out")
+
+
+def check_same_config(run: RunDir, cfg: TrainConfig) -> None:
+    """Refuse a RUN made with another config (the stage selection aside)."""
+    if run.config_file.is_file():
+        stored = yaml.safe_load(run.config_file.read_text())
+        where = first_difference({**stored, "pipeline": None}, {**cfg.to_dict(), "pipeline": None})
+        if where:
+            raise DerainError(f"{run.config_file} differs from this config at {where}; use another --out "
+                              "(copy finished stage folders into it to reuse them)")
 
 
 def first_difference(a, b, path: str = "") -> str | None:
