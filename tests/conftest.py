@@ -32,6 +32,16 @@ def scene(size: int | tuple[int, int] = 64, seed: int = 0) -> np.ndarray:
     return np.clip(base + texture, 0, 1).astype(np.float32)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A model directory holding the `tiny` preset with seed-0 random weights."""
+    from derain.archs import create_model
+    from derain.hub import save_pretrained
+
+    torch.manual_seed(0)
+    return str(save_pretrained(create_model("tiny"), tmp_path_factory.mktemp("tiny_model")))
+
+
 @pytest.fixture
 def make_scene():
     """make_scene(size, seed=0): the photo-like test image as an array."""

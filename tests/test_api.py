@@ -1,6 +1,7 @@
 """derain.load and the Derainer: type, dtype and shape round trips, gray and alpha, loading errors."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,14 +16,8 @@ from derain.hub import save_pretrained
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_pretrained(create_model("tiny"), tmp_path_factory.mktemp("tiny_model"))
-
-
-@pytest.fixture(scope="module")
-def m(model_dir):
-    return derain.load(model_dir, device="cpu")
+def m(tiny_model_dir):
+    return derain.load(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture
@@ -65,10 +60,10 @@ def test_gray_is_derained_as_rgb_and_averaged_back(m, rgb):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (1, 37, 3), (17, 1, 3), (33, 70, 3)])
-def test_any_size_works_tiled_or_not(model_dir, shape):
+def test_any_size_works_tiled_or_not(tiny_model_dir, shape):
     image = np.random.default_rng(2).random(shape).astype(np.float32)
     for tile in (0, 32):  # one pass, and 32-pixel tiles where the image is larger
-        out = derain.load(model_dir, device="cpu", tile=tile, overlap=0)(image)
+        out = derain.load(tiny_model_dir, device="cpu", tile=tile, overlap=0)(image)
         assert out.shape == shape and 0 <= out.min() and out.max() <= 1
 
 
@@ -109,11 +104,11 @@ def test_unsupported_inputs_are_clear_errors(m, bad):
         m(bad)
 
 
-def test_options_reach_the_derainer(model_dir):
-    loaded = derain.load(model_dir, device="cpu", tile=64, overlap=16, tta=True, max_memory="2GB")
+def test_options_reach_the_derainer(tiny_model_dir):
+    loaded = derain.load(tiny_model_dir, device="cpu", tile=64, overlap=16, tta=True, max_memory="2GB")
     assert (loaded.tile, loaded.overlap, loaded.tta, loaded.max_memory) == (64, 16, True, 2 << 30)
     image = np.random.default_rng(1).random((40, 40, 3)).astype(np.float32)
-    plain = derain.load(model_dir, device="cpu")(image)
+    plain = derain.load(tiny_model_dir, device="cpu")(image)
     assert np.abs(loaded(image) - plain).max() > 0  # the self-ensemble changed something
 
 
@@ -123,8 +118,8 @@ def test_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
         derain.load()
 
 
-def test_the_bundled_model_is_loaded_from_the_package_folder(monkeypatch, model_dir):
-    monkeypatch.setattr(api, "bundled_model_dir", lambda: model_dir)
+def test_the_bundled_model_is_loaded_from_the_package_folder(monkeypatch, tiny_model_dir):
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: Path(tiny_model_dir))
     assert derain.load(device="cpu").config == create_model("tiny").config
 
 

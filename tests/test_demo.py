@@ -3,24 +3,15 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from derain.archs import create_model
 from derain.cli import main
 from derain.cli.demo import GAP, SAMPLES
-from derain.hub import save_pretrained
 from derain.metrics import psnr, ssim
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return str(save_pretrained(create_model("tiny"), tmp_path_factory.mktemp("tiny_model")))
-
-
-def test_demo_writes_panels_and_index_and_prints_true_scores(tmp_path, model_dir, capsys):
-    assert main(["demo", "-o", str(tmp_path), "--model", model_dir, "--size", "96", "--device", "cpu"]) == 0
+def test_demo_writes_panels_and_index_and_prints_true_scores(tmp_path, tiny_model_dir, capsys):
+    assert main(["demo", "-o", str(tmp_path), "--model", tiny_model_dir, "--size", "96", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     index = (tmp_path / "index.html").read_text()
     for name in SAMPLES:

@@ -4,13 +4,10 @@ import os
 import numpy as np
 import pytest
 import tifffile
-import torch
 from PIL import Image, ImageCms, ImageOps
 
 import derain
-from derain.archs import create_model
 from derain.cli import main
-from derain.hub import save_pretrained
 from derain.photo import fit_to_format, read_photo, upright
 
 RNG = np.random.default_rng(0)
@@ -18,14 +15,8 @@ PIXELS = (RNG.random((40, 56, 3)) * 255).astype(np.uint8)
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return str(save_pretrained(create_model("tiny"), tmp_path_factory.mktemp("tiny_model")))
-
-
-def run(model_dir, *args):
-    return main(["run", *map(str, args), "--model", model_dir, "--device", "cpu"])
+def run(tiny_model_dir, *args):
+    return main(["run", *map(str, args), "--model", tiny_model_dir, "--device", "cpu"])
 
 
 def exif(**tags):
@@ -36,7 +27,7 @@ def exif(**tags):
     return data
 
 
-def test_a_folder_of_good_and_bad_files(tmp_path, model_dir, capsys):
+def test_a_folder_of_good_and_bad_files(tmp_path, tiny_model_dir, capsys):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     for name in ("a.jpg", "b.png", "c.tif", "d.webp", "e.bmp", "sub/f.png"):
@@ -45,7 +36,7 @@ def test_a_folder_of_good_and_bad_files(tmp_path, model_dir, capsys):
     (src / "text.jpg").write_text("not a photo")
     jpeg = (src / "a.jpg").read_bytes()
     (src / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
-    assert run(model_dir, src, tmp_path / "missing.png", "-r", "-o", tmp_path / "out") == 1
+    assert run(tiny_model_dir, src, tmp_path / "missing.png", "-r", "-o", tmp_path / "out") == 1
     out, err = capsys.readouterr()
     for name in ("a.jpg", "b.png", "c.tif", "d.webp", "e.bmp", "sub/f.png"):
         with Image.open(tmp_path / "out" / name) as result, Image.open(src / name) as source:
@@ -58,36 +49,36 @@ def test_a_folder_of_good_and_bad_files(tmp_path, model_dir, capsys):
     assert out.startswith("done 6, skipped 0, failed 4 in ")
 
 
-def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, model_dir, capsys):
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     target = tmp_path / "out" / "a.png"
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
     target.write_bytes(b"old")
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
     assert target.read_bytes() == b"old"
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--overwrite") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--overwrite") == 0
     assert Image.open(target).size == (56, 40)
     assert "done 0, skipped 1, failed 0" in capsys.readouterr().out
 
 
-def test_inputs_are_never_written_over(tmp_path, model_dir, capsys):
+def test_inputs_are_never_written_over(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     before = (tmp_path / "a.png").read_bytes()
-    assert run(model_dir, tmp_path, "-o", tmp_path, "--overwrite") == 1
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path, "--overwrite") == 1
     assert (tmp_path / "a.png").read_bytes() == before
     assert "would overwrite an input" in capsys.readouterr().err
 
 
-def test_an_output_folder_that_cannot_be_written(tmp_path, model_dir, capsys):
+def test_an_output_folder_that_cannot_be_written(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     Image.fromarray(PIXELS).save(tmp_path / "b.png")
     (tmp_path / "blocker").write_text("a file where the output folder should be")
-    assert run(model_dir, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "blocker" / "out") == 1
+    assert run(tiny_model_dir, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "blocker" / "out") == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all("cannot write" in line for line in errors)
 
 
-def test_an_unreadable_input_is_reported_and_the_batch_goes_on(tmp_path, model_dir, capsys, monkeypatch):
+def test_an_unreadable_input_is_reported_and_the_batch_goes_on(tmp_path, tiny_model_dir, capsys, monkeypatch):
     for name in ("locked.png", "fine.png"):
         Image.fromarray(PIXELS).save(tmp_path / name)
     locked = tmp_path / "locked.png"
@@ -104,65 +95,65 @@ def test_an_unreadable_input_is_reported_and_the_batch_goes_on(tmp_path, model_d
         monkeypatch.setattr(photo, "open", refuse, raising=False)
     else:
         locked.chmod(0)
-    assert run(model_dir, tmp_path / "locked.png", tmp_path / "fine.png", "-o", tmp_path / "out") == 1
+    assert run(tiny_model_dir, tmp_path / "locked.png", tmp_path / "fine.png", "-o", tmp_path / "out") == 1
     assert f"{locked}: permission denied" in capsys.readouterr().err
     assert (tmp_path / "out" / "fine.png").is_file()
 
 
-def test_the_decompression_bomb_limit_is_configurable(tmp_path, model_dir, capsys):
+def test_the_decompression_bomb_limit_is_configurable(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")  # 2240 pixels
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--max-pixels", "2000") == 1
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--max-pixels", "2000") == 1
     assert "a.png: image too large" in capsys.readouterr().err
     assert Image.MAX_IMAGE_PIXELS != 2000  # Pillow's limit is restored after the run
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
 
 
-def test_globs_keep_paths_relative_to_their_fixed_part(tmp_path, model_dir, monkeypatch):
+def test_globs_keep_paths_relative_to_their_fixed_part(tmp_path, tiny_model_dir, monkeypatch):
     for name in ("photos/x/a.png", "photos/y/b.png", "photos/y/notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(PIXELS).save(tmp_path / name, format="PNG")
     monkeypatch.chdir(tmp_path)
-    assert run(model_dir, "photos/*/*", "-o", "out") == 0
+    assert run(tiny_model_dir, "photos/*/*", "-o", "out") == 0
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*"))
     assert written == ["x/a.png", "y/b.png"]
 
 
-def test_format_option_and_jpeg_quality(tmp_path, model_dir):
+def test_format_option_and_jpeg_quality(tmp_path, tiny_model_dir):
     Image.fromarray(np.dstack([PIXELS, PIXELS[..., :1]])).save(tmp_path / "a.png")
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "q90", "--format", "jpg", "--quality", "90") == 0
-    assert run(model_dir, tmp_path / "a.png", "-o", tmp_path / "q20", "--format", "jpg", "--quality", "20") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "q90", "--format", "jpg", "--quality", "90") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "q20", "--format", "jpg", "--quality", "20") == 0
     with Image.open(tmp_path / "q90" / "a.jpg") as img:
         assert (img.format, img.mode) == ("JPEG", "RGB")  # JPEG has no alpha
     assert (tmp_path / "q20" / "a.jpg").stat().st_size < (tmp_path / "q90" / "a.jpg").stat().st_size
 
 
 @pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")])
-def test_exif_orientation_is_applied_and_exif_and_icc_are_kept(tmp_path, model_dir, fmt, suffix):
+def test_exif_orientation_is_applied_and_exif_and_icc_are_kept(tmp_path, tiny_model_dir, fmt, suffix):
     name = "a" + suffix
     Image.fromarray(PIXELS).save(tmp_path / name, format=fmt, exif=exif(orientation=6, make="TestCam"),
                                  icc_profile=SRGB)
-    assert run(model_dir, tmp_path / name, "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / name, "-o", tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / name) as out:
         assert out.size == (40, 56)  # upright: the 56×40 pixels turned a quarter
         assert out.getexif().get(271) == "TestCam" and out.getexif().get(274, 1) == 1
         assert out.info["icc_profile"] == SRGB
 
 
-def test_tiff_keeps_icc_descriptive_tags_and_compression(tmp_path, model_dir):
+def test_tiff_keeps_icc_descriptive_tags_and_compression(tmp_path, tiny_model_dir):
     Image.fromarray(PIXELS).save(tmp_path / "a.tif", icc_profile=SRGB, compression="tiff_lzw",
                                  tiffinfo={271: "TestCam", 33432: "(c) someone"})
-    assert run(model_dir, tmp_path / "a.tif", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "a.tif", "-o", tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / "a.tif") as out:
         assert out.info["icc_profile"] == SRGB and out.info["compression"] == "tiff_lzw"
         assert (out.getexif().get(271), out.getexif().get(33432)) == ("TestCam", "(c) someone")
 
 
-def test_alpha_passes_through_and_gray_stays_gray(tmp_path, model_dir):
+def test_alpha_passes_through_and_gray_stays_gray(tmp_path, tiny_model_dir):
     alpha = (RNG.random((40, 56)) * 255).astype(np.uint8)
     Image.fromarray(np.dstack([PIXELS, alpha])).save(tmp_path / "rgba.png")
     Image.fromarray(PIXELS[..., 0]).save(tmp_path / "gray.png")
     Image.fromarray(np.dstack([PIXELS[..., 0], alpha])).save(tmp_path / "gray_alpha.png")
-    assert run(model_dir, tmp_path, "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / "rgba.png") as out:
         assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], alpha)
     with Image.open(tmp_path / "out" / "gray.png") as out:
@@ -171,22 +162,22 @@ def test_alpha_passes_through_and_gray_stays_gray(tmp_path, model_dir):
         assert out.mode == "LA" and np.array_equal(np.asarray(out)[..., 1], alpha)
 
 
-def test_16bit_gray_png_stays_16bit(tmp_path, model_dir):
+def test_16bit_gray_png_stays_16bit(tmp_path, tiny_model_dir):
     deep = (RNG.random((40, 56)) * 65535).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / "deep.png")
-    assert run(model_dir, tmp_path / "deep.png", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "deep.png", "-o", tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / "deep.png") as out:
         values = np.asarray(out)
     assert out.mode == "I;16" and values.dtype == np.uint16
     assert np.count_nonzero(values % 257) > values.size // 2  # not 8-bit levels scaled up
-    assert np.array_equal(values, derain.load(model_dir, device="cpu")(deep))
+    assert np.array_equal(values, derain.load(tiny_model_dir, device="cpu")(deep))
 
 
-def test_16bit_colour_tiff_stays_16bit_with_icc_and_orientation(tmp_path, model_dir):
+def test_16bit_colour_tiff_stays_16bit_with_icc_and_orientation(tmp_path, tiny_model_dir):
     deep = (RNG.random((40, 56, 3)) * 65535).astype(np.uint16)
     tifffile.imwrite(tmp_path / "deep.tif", deep, photometric="rgb", iccprofile=SRGB, metadata=None,
                      extratags=[(274, "H", 1, 8, True), (271, "s", 0, "TestCam", True)])
-    assert run(model_dir, tmp_path / "deep.tif", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "deep.tif", "-o", tmp_path / "out") == 0
     with tifffile.TiffFile(tmp_path / "out" / "deep.tif") as tif:
         page = tif.pages[0]
         values = page.asarray()
@@ -194,16 +185,16 @@ def test_16bit_colour_tiff_stays_16bit_with_icc_and_orientation(tmp_path, model_
         assert 274 not in page.tags  # the pixels are upright now
     assert values.dtype == np.uint16 and values.shape == (56, 40, 3)  # orientation 8: turned a quarter
     assert np.count_nonzero(values % 257) > values.size // 2
-    assert np.array_equal(values, derain.load(model_dir, device="cpu")(np.rot90(deep)))
+    assert np.array_equal(values, derain.load(tiny_model_dir, device="cpu")(np.rot90(deep)))
 
 
-def test_float_tiff_stays_float(tmp_path, model_dir):
+def test_float_tiff_stays_float(tmp_path, tiny_model_dir):
     values = RNG.random((40, 56)).astype(np.float32)
     Image.fromarray(values).save(tmp_path / "f.tif")
-    assert run(model_dir, tmp_path / "f.tif", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "f.tif", "-o", tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / "f.tif") as out:
         assert out.mode == "F" and out.size == (56, 40)
-        np.testing.assert_allclose(np.asarray(out), derain.load(model_dir, device="cpu")(values), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(out), derain.load(tiny_model_dir, device="cpu")(values), atol=1e-6)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
