@@ -47,13 +47,13 @@ def grid_attention_mask(H, W, Hp, Wp, w: int, shift: int):
 
 @contextmanager
 def traceable_attention():
-    """Swap in the tensor-op attention mask while exporting."""
-    saved = aglf_vit.attention_mask
-    aglf_vit.attention_mask = grid_attention_mask
+    """Swap in the tensor-op attention mask, and uncached window index maps, while exporting."""
+    saved = aglf_vit.attention_mask, aglf_vit.window_order
+    aglf_vit.attention_mask, aglf_vit.window_order = grid_attention_mask, aglf_vit._window_order
     try:
         yield
     finally:
-        aglf_vit.attention_mask = saved
+        aglf_vit.attention_mask, aglf_vit.window_order = saved
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import torch
 
-from derain.archs.aglf_vit import attention_mask
 from derain.config import ModelConfig
 from derain.errors import DerainError
 
@@ -201,12 +200,8 @@ def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: in
     rows, cols = tile_spans(H, tile, overlap, step), tile_spans(W, tile, overlap, step)
     row_weights, col_weights = axis_weights(rows, overlap), axis_weights(cols, overlap)
     out = torch.zeros(img.shape, dtype=torch.float32, device=img.device)
-    last_shape = None
     for (y0, y1), wy in zip(rows, row_weights):
         for (x0, x1), wx in zip(cols, col_weights):
-            if (y1 - y0, x1 - x0) != last_shape:  # keep one tile shape's window masks cached, not four
-                attention_mask.cache_clear()
-                last_shape = (y1 - y0, x1 - x0)
             weight = (wy[:, None] * wx[None, :]).to(img.device)
             out[..., y0:y1, x0:x1] += forward(img[..., y0:y1, x0:x1]) * weight
     return out
@@ -249,7 +244,4 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
             return forward(x)
         return tiled(forward, x, tile, overlap, alignment(cfg))
 
-    try:
-        return self_ensemble(one_pass, img) if tta else one_pass(img)
-    finally:
-        attention_mask.cache_clear()  # masks are per image size; do not let them pile up across images
+    return self_ensemble(one_pass, img) if tta else one_pass(img)

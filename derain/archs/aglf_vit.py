@@ -24,14 +24,7 @@ def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
     return x.reshape(B, (H // w) * (W // w), w * w, C)
 
 
-def window_merge(x: torch.Tensor, w: int, H: int, W: int) -> torch.Tensor:
-    """B×nW×(w·w)×C -> B×H×W×C."""
-    B, C = x.shape[0], x.shape[-1]
-    x = x.view(B, H // w, W // w, w, w, C).transpose(2, 3)
-    return x.reshape(B, H, W, C)
-
-
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)  # a few image/tile sizes × 2 shifts
 def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int):
     """The windows that need masking and their additive masks (nM, nM×1×N×N): -inf between tokens
     of different shifted regions, and from real queries to padded keys. None if no window does."""
@@ -55,6 +48,23 @@ def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int):
         return None
     mask = torch.zeros(len(windows), 1, w * w, w * w).masked_fill(blocked[windows, None], float("-inf"))
     return windows, mask
+
+
+def _window_order(H: int, W: int, w: int, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the window grid, shift cyclically by -shift and split into windows, as index maps:
+    `gather[i]` is the row-major token at slot i of the windows (H·W for padding), and `scatter[t]`
+    the slot of token t. One gather each way replaces pad + roll + partition and its inverse."""
+    Hp, Wp = -(-H // w) * w, -(-W // w) * w
+    rows = torch.roll(torch.arange(Hp), -shift)  # slot r holds row (r + shift) mod Hp
+    cols = torch.roll(torch.arange(Wp), -shift)
+    source = rows[:, None] * W + cols[None, :]
+    source = torch.where((rows[:, None] < H) & (cols[None, :] < W), source, H * W)
+    gather = window_partition(source[None, :, :, None], w).reshape(-1)
+    scatter = torch.zeros(H * W + 1, dtype=torch.long).index_put((gather,), torch.arange(Hp * Wp))
+    return gather, scatter[: H * W]
+
+
+window_order = lru_cache(maxsize=8)(_window_order)
 
 
 class WindowAttention(nn.Module):
@@ -144,14 +154,13 @@ class AGLFViTBlock(nn.Module):
         B, H, W, C = y.shape
         w, s = self.window_size, self.shift
         Hp, Wp = -(-H // w) * w, -(-W // w) * w
-        y = F.pad(y, (0, 0, 0, Wp - W, 0, Hp - H))
-        if s:
-            y = torch.roll(y, (-s, -s), (1, 2))
-        y = self.attn(window_partition(y, w), attention_mask(H, W, Hp, Wp, w, s))
-        y = window_merge(y, w, Hp, Wp)
-        if s:
-            y = torch.roll(y, (s, s), (1, 2))
-        return y[:, :H, :W]
+        gather, scatter = (t.to(y.device) for t in window_order(H, W, w, s))
+        tokens = y.reshape(B, H * W, C)
+        if (Hp, Wp) != (H, W):
+            tokens = F.pad(tokens, (0, 0, 0, 1))  # token H·W: zeros, for the padding
+        windows = tokens.index_select(1, gather).view(B, -1, w * w, C)
+        out = self.attn(windows, attention_mask(H, W, Hp, Wp, w, s))
+        return out.reshape(B, Hp * Wp, C).index_select(1, scatter).view(B, H, W, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×H×W×C
         y = self.norm1(x)
