@@ -10,14 +10,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from derain.atomic import atomic_path
 from derain.errors import DerainError
 
 FULL_REFERENCE = ("psnr", "ssim")
@@ -254,24 +252,6 @@ def compare_markdown(summaries: dict[str, dict[str, dict[str, float]]], protocol
 
     table = markdown_table(["model"] + datasets, [[model] + [cell(model, d) for d in datasets] for model in models])
     return f"PSNR (dB) / SSIM, protocol `{protocol}`: {PROTOCOL_DESCRIPTIONS[protocol]}.\n\n{table}"
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; it replaces ``path`` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -6,8 +6,6 @@ A directory written by `save_pretrained` can be shared as is and loaded with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -15,26 +13,13 @@ from safetensors.torch import load_file, save_file
 
 from derain import __version__
 from derain.archs import ImageNet, RecogNet
+from derain.atomic import atomic_write
 from derain.config import ModelConfig
 from derain.errors import DerainError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ARCHITECTURES = {"ImageNet": ImageNet, "RecogNet": RecogNet}
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename the temp file over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | Path, **info) -> Path:

@@ -6,14 +6,13 @@ H×W×3 array. `read_image` and `read_image_uint8` chain the two. Every problem 
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from derain.atomic import atomic_path
 from derain.errors import DerainError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -116,13 +115,6 @@ def save_pil(path: str | Path, img: Image.Image, quality: int = 95, **options) -
         raise DerainError(f"{path}: unsupported output extension; use one of {', '.join(IMAGE_EXTENSIONS)}")
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = int(quality)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=fmt, **options)
     return path

@@ -47,3 +47,24 @@ def test_info_json_counts_parameters_and_flops(capsys):
 def test_info_rejects_unknown_preset(capsys):
     assert main(["info", "--config", "huge"]) == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+def test_atomic_writes_get_ordinary_permissions_and_leave_no_temp_on_failure(tmp_path):
+    import os
+
+    from derain.atomic import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        save_pretrained(create_model("tiny"), tmp_path / "m")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+    def fail(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "x.txt", fail)
+    assert list(tmp_path.glob("*x.txt*")) == []

@@ -133,7 +133,8 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(self, fp, *args, **kwargs):
-        fp.write(b"partial")
+        with open(fp, "wb") as f:
+            f.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
