@@ -3,7 +3,7 @@
 Each size runs in its own subprocess, so that `ru_maxrss` (the process's peak resident set) belongs
 to that size alone. The model is the bundled one if it is installed, else the `default` preset
 with random weights (the speed and memory are the same). Tiling is automatic, from the memory
-budget (1 GiB of activations unless --max-memory or --tile is given).
+budget (1 GiB of activations, tiles of at most 512 px on the CPU, unless --max-memory or --tile is given).
 
     python benchmarks/bench_infer.py                   # 2 threads, as on the reference machine
     python benchmarks/bench_infer.py --threads 4 --max-memory 512MB
@@ -47,7 +47,7 @@ def worker(height: int, width: int, args) -> dict:
     tile, overlap = align_tiling(model.config, args.tile, model.overlap)
     return {
         "model": source,
-        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory),
+        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory, on_cpu=True),
         "seconds": seconds,
         "mpixel_per_s": height * width / 1e6 / seconds,
         "rss_before_mib": rss_before / 1024,
@@ -76,7 +76,7 @@ def main() -> None:
         print(f"{label}: {result['mpixel_per_s']:.3f} Mpixel/s, peak RSS {result['peak_rss_mib']:.0f} MiB "
               f"({result['seconds']:.1f} s)", flush=True)
     print(f"\nmodel: {rows[0][1]['model']}; {args.threads} threads; tiles from "
-          f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB')}\n")
+          f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 512 px on the CPU')}\n")
     print("| image | tile | seconds | Mpixel/s | RSS after load (MiB) | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|")
     for label, r in rows:

@@ -118,6 +118,14 @@ def test_tile_from_memory_budget_fits_and_is_aligned():
         tile_for_budget(cfg, parse_bytes("1MB"), overlap=32)
 
 
+def test_cpu_default_tiles_are_cache_sized_unless_a_budget_is_given():
+    cfg = create_model("default").config
+    assert choose_tile(cfg, 1000, 1000, None, 32, None, on_cpu=True) == 512
+    assert choose_tile(cfg, 500, 500, None, 32, None, on_cpu=True) is None  # one tile: one pass
+    assert choose_tile(cfg, 1000, 1000, None, 32, None, on_cpu=False) == tile_for_budget(cfg, 1 << 30, 32)
+    assert choose_tile(cfg, 4000, 4000, None, 32, parse_bytes("2GB"), on_cpu=True) > 512
+
+
 def test_derain_tensor_tiles_with_the_size_the_budget_allows(monkeypatch, strong_tiny):
     cfg, used = strong_tiny.config, []
     real_tiled = inference.tiled
