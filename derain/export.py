@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from derain.archs import aglf_vit
 from derain.archs.aglf_vit import window_partition
 from derain.errors import DerainError
-from derain.hub import atomic_write
+from derain.atomic import atomic_write
 
 def grid_attention_mask(H, W, Hp, Wp, w: int, shift: int):
     """`aglf_vit.attention_mask` built from tensor ops, for sizes already on the window grid
@@ -35,11 +35,7 @@ def grid_attention_mask(H, W, Hp, Wp, w: int, shift: int):
     -inf between tokens of different shifted regions, 0 elsewhere."""
     if not shift:
         return None
-    rows, cols = torch.arange(Hp), torch.arange(Wp)
-    row_region = (rows >= Hp - w).long() + (rows >= Hp - shift).long()
-    col_region = (cols >= Wp - w).long() + (cols >= Wp - shift).long()
-    region = row_region[:, None] * 3 + col_region[None, :]
-    region = window_partition(region[None, :, :, None], w)[0, :, :, 0]  # nW×N
+    region = window_partition(aglf_vit.shift_regions(Hp, Wp, w, shift)[None, :, :, None], w)[0, :, :, 0]  # nW×N
     blocked = region[:, :, None] != region[:, None, :]
     mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))[:, None]
     return torch.arange(blocked.shape[0]), mask

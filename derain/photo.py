@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from derain.errors import DerainError
-from derain.hub import atomic_write
+from derain.atomic import atomic_write
 from derain.imageio import open_image, save_pil
 
 ORIENTATION = 274

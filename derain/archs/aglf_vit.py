@@ -24,18 +24,24 @@ def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
     return x.reshape(B, (H // w) * (W // w), w * w, C)
 
 
+def shift_regions(Hp: int, Wp: int, w: int, shift: int) -> torch.Tensor:
+    """Hp×Wp labels of Swin's nine regions on the cyclically shifted grid: tokens of different
+    regions were not neighbours before the shift. Tensor ops only, so the exporter can trace it."""
+    if not shift:
+        return torch.zeros(Hp, Wp, dtype=torch.long)
+    rows, cols = torch.arange(Hp), torch.arange(Wp)
+    row_band = (rows >= Hp - w).long() + (rows >= Hp - shift).long()
+    col_band = (cols >= Wp - w).long() + (cols >= Wp - shift).long()
+    return row_band[:, None] * 3 + col_band[None, :]
+
+
 @lru_cache(maxsize=8)  # a few image/tile sizes × 2 shifts
 def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int):
     """The windows that need masking and their additive masks (nM, nM×1×N×N): -inf between tokens
     of different shifted regions, and from real queries to padded keys. None if no window does."""
     if shift == 0 and (H, W) == (Hp, Wp):
         return None
-    region = torch.zeros(Hp, Wp)
-    if shift:
-        cuts = (slice(0, -w), slice(-w, -shift), slice(-shift, None))
-        for i, hs in enumerate(cuts):
-            for j, ws in enumerate(cuts):
-                region[hs, ws] = 3 * i + j
+    region = shift_regions(Hp, Wp, w, shift)
     padded = torch.ones(Hp, Wp, dtype=torch.bool)
     padded[:H, :W] = False
     padded = torch.roll(padded, (-shift, -shift), (0, 1))

@@ -50,7 +50,7 @@ def panel(*images):
 
 
 def run(args) -> int:
-    from derain.hub import atomic_write
+    from derain.atomic import atomic_write
     from derain.imageio import write_image
     from derain.metrics import psnr, ssim
 

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from derain.evaluation import write_json, write_text
-from derain.hub import atomic_write
+from derain.atomic import atomic_write
 
 MODEL_DIRS = {"recog": "recog/model", "recon": "recon/model", "finetune": "model", "scratch": "scratch_model"}
 

@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 from derain.archs import Encoder, ImageNet, RecogNet
 from derain.archs.ttl import init_weights
 from derain.data import CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, UnpairedDataset
-from derain.hub import atomic_write, from_pretrained, save_pretrained
+from derain.atomic import atomic_write
+from derain.hub import from_pretrained, save_pretrained
 from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
 from derain.train.config import STAGES, TrainConfig
 from derain.train.rundir import RunDir
