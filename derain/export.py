@@ -8,9 +8,8 @@ patch_size × window_size (16 for the shipped presets), derained and cropped bac
 - for other sizes the graph matches PyTorch run on the edge-padded image. PyTorch on the unpadded
   image masks the padding instead, so the two differ a little near the bottom and right borders.
 
-PyTorch builds the shifted-window attention mask in Python from integer sizes and caches it; the
-exported graph needs it built from symbolic sizes, so while exporting `aglf_vit.attention_mask`
-is swapped for `grid_attention_mask`, which computes the same values from tensor ops.
+While exporting, the window attention builds its index maps and shift mask from tensor ops on
+the symbolic sizes instead of its cached Python-built ones (`aglf_vit.export_attention_mask`).
 """
 from __future__ import annotations
 
@@ -23,34 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from derain.archs import aglf_vit
-from derain.archs.aglf_vit import window_partition
 from derain.errors import DerainError
 from derain.atomic import atomic_write
-
-def grid_attention_mask(H, W, Hp, Wp, w: int, shift: int):
-    """`aglf_vit.attention_mask` built from tensor ops, for sizes already on the window grid
-    (H == Hp and W == Wp, which GridPadded guarantees). The number of windows that need a mask is
-    not known in the graph, so every window gets one: (window indices, nW×1×N×N additive mask),
-    -inf between tokens of different shifted regions, 0 elsewhere."""
-    if not shift:
-        return None
-    region = window_partition(aglf_vit.shift_regions(Hp, Wp, w, shift)[None, :, :, None], w)[0, :, :, 0]  # nW×N
-    blocked = region[:, :, None] != region[:, None, :]
-    mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))[:, None]
-    return torch.arange(blocked.shape[0]), mask
-
-
-@contextmanager
-def traceable_attention():
-    """Swap in the tensor-op attention mask, and uncached window index maps, while exporting."""
-    saved = aglf_vit.attention_mask, aglf_vit.window_order
-    aglf_vit.attention_mask, aglf_vit.window_order = grid_attention_mask, aglf_vit._window_order
-    try:
-        yield
-    finally:
-        aglf_vit.attention_mask, aglf_vit.window_order = saved
-
 
 @contextmanager
 def quiet_exporter():
@@ -93,7 +66,7 @@ def export_onnx(net: torch.nn.Module, path: str | Path, opset: int = 18) -> Path
     example = torch.rand(2, 3, 35, 53)  # batch 2 and odd sizes, so that nothing specialises on them
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     path = Path(path)
-    with traceable_attention(), quiet_exporter(), torch.no_grad():
+    with quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(GridPadded(net).eval(), (example,), dynamic_shapes={"img": dims},
                                     input_names=["image"], output_names=["derained"], opset_version=opset,
                                     dynamo=True, verbose=False)

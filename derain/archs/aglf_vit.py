@@ -56,6 +56,17 @@ def attention_mask(H: int, W: int, Hp: int, Wp: int, w: int, shift: int):
     return windows, mask
 
 
+def export_attention_mask(Hp: int, Wp: int, w: int, shift: int):
+    """`attention_mask` from tensor ops alone, for torch.export (sizes on the window grid, which
+    derain.export guarantees): which windows need a mask is data-dependent, so all get one."""
+    if not shift:
+        return None
+    region = window_partition(shift_regions(Hp, Wp, w, shift)[None, :, :, None], w)[0, :, :, 0]  # nW×N
+    blocked = region[:, :, None] != region[:, None, :]
+    mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf"))[:, None]
+    return torch.arange(blocked.shape[0]), mask
+
+
 def _window_order(H: int, W: int, w: int, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to the window grid, shift cyclically by -shift and split into windows, as index maps:
     `gather[i]` is the row-major token at slot i of the windows (H·W for padding), and `scatter[t]`
@@ -160,12 +171,16 @@ class AGLFViTBlock(nn.Module):
         B, H, W, C = y.shape
         w, s = self.window_size, self.shift
         Hp, Wp = -(-H // w) * w, -(-W // w) * w
-        gather, scatter = (t.to(y.device) for t in window_order(H, W, w, s))
+        if torch.compiler.is_exporting():  # symbolic sizes: no caches, no data-dependent shapes
+            order, mask = _window_order(H, W, w, s), export_attention_mask(Hp, Wp, w, s)
+        else:
+            order, mask = window_order(H, W, w, s), attention_mask(H, W, Hp, Wp, w, s)
+        gather, scatter = (t.to(y.device) for t in order)
         tokens = y.reshape(B, H * W, C)
         if (Hp, Wp) != (H, W):
             tokens = F.pad(tokens, (0, 0, 0, 1))  # token H·W: zeros, for the padding
         windows = tokens.index_select(1, gather).view(B, -1, w * w, C)
-        out = self.attn(windows, attention_mask(H, W, Hp, Wp, w, s))
+        out = self.attn(windows, mask)
         return out.reshape(B, Hp * Wp, C).index_select(1, scatter).view(B, H, W, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×H×W×C
