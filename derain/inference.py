@@ -20,7 +20,7 @@ from derain.errors import DerainError
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_MAX_MEMORY = 1 << 30  # activation budget when neither a tile size nor a budget is given
-CPU_TILE = 512  # on the CPU, cache-sized tiles run ~1.8× faster per pixel than 1-megapixel ones
+CPU_TILE = 1024  # on the CPU, tiles up to ~1 MP run as fast per pixel as whole photos, in less memory
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -163,9 +163,14 @@ def parse_bytes(text: str | int) -> int:
 
 def tile_spans(length: int, tile: int, overlap: int, step: int) -> list[tuple[int, int]]:
     """[start, end) of the tiles along one axis. Starts are multiples of `step`; consecutive tiles
-    overlap by at least `overlap`; the last tile runs to the end (up to step-1 beyond `tile`)."""
+    overlap by at least `overlap`; the last tile runs to the end (up to step-1 beyond `tile`).
+    Tiles shrink to the smallest aligned size that still needs no more of them, so the overlap
+    is spread evenly instead of a nearly full last tile being recomputed."""
     if length <= tile:
         return [(0, length)]
+    count = -(-(length - overlap) // (tile - overlap))
+    balanced = -(-(length + (count - 1) * overlap) // count)
+    tile = min(tile, max(-(-balanced // step) * step, 2 * overlap + step))
     last = (length - tile) // step * step
     starts = [s for s in range(0, length - tile, tile - overlap) if s < last] + [last]
     return [(s, s + tile) for s in starts[:-1]] + [(last, length)]

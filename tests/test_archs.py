@@ -165,3 +165,41 @@ def test_box_mean_matches_a_brute_force_neighbourhood_average():
             expected[..., i, j] = x[..., max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].mean((-1, -2))
     torch.testing.assert_close(box_mean(x, k), expected)
     torch.testing.assert_close(box_mean(x, 0), x.mean((2, 3), keepdim=True))
+
+
+def textbook_local_branch(branch, x: torch.Tensor) -> torch.Tensor:
+    from derain.archs.aglf_vit import box_mean
+
+    features = branch.expand(branch.body(x))
+    return features * branch.channel_attention(box_mean(features, branch.se_window))
+
+
+def reference_encoder(encoder, img: torch.Tensor) -> torch.Tensor:
+    """Encoder.forward written plainly: brute-force window attention, SE in textbook order,
+    no layout or fusion tricks. The speed work must leave the output equal to this."""
+    from derain.archs.encoder import pad_to_multiple
+
+    x = pad_to_multiple(img, encoder.patch_size)
+    x = F.pixel_unshuffle(x, encoder.patch_size) if encoder.patch_size > 1 else x
+    x = encoder.spatial_attention(encoder.stem(x))
+    t = x.permute(0, 2, 3, 1)
+    for block in encoder.blocks:
+        y = block.norm1(t)
+        local = textbook_local_branch(block.local, y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        t = t + block.alpha * reference_window_attention(block, y) + block.beta * local
+        t = t + block.mlp(block.norm2(t))
+    return x + encoder.fuse(encoder.norm(t).permute(0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("config", ["default", TINY_FULL_RES], ids=["default", "patch1"])
+def test_fast_inference_path_equals_the_plain_reference(config):
+    torch.manual_seed(0)
+    net = create_model(config).eval()
+    with torch.no_grad():
+        for block in net.encoder.blocks:  # weights unlike the init, so every branch counts
+            block.alpha.uniform_(0.5, 1.5)
+            block.beta.uniform_(0.5, 1.5)
+            block.attn.relative_position_bias.normal_()
+        img = torch.rand(2, 3, 70, 90)
+        expected = net.decoder(reference_encoder(net.encoder, img), img)
+        torch.testing.assert_close(net(img), expected, atol=1e-4, rtol=0)

@@ -120,10 +120,18 @@ def test_tile_from_memory_budget_fits_and_is_aligned():
 
 def test_cpu_default_tiles_are_cache_sized_unless_a_budget_is_given():
     cfg = create_model("default").config
-    assert choose_tile(cfg, 1000, 1000, None, 32, None, on_cpu=True) == 512
-    assert choose_tile(cfg, 500, 500, None, 32, None, on_cpu=True) is None  # one tile: one pass
-    assert choose_tile(cfg, 1000, 1000, None, 32, None, on_cpu=False) == tile_for_budget(cfg, 1 << 30, 32)
-    assert choose_tile(cfg, 4000, 4000, None, 32, parse_bytes("2GB"), on_cpu=True) > 512
+    assert choose_tile(cfg, 2000, 2000, None, 32, None, on_cpu=True) == inference.CPU_TILE == 1024
+    assert choose_tile(cfg, 1000, 1000, None, 32, None, on_cpu=True) is None  # one tile: one pass
+    assert choose_tile(cfg, 4000, 4000, None, 32, None, on_cpu=False) == tile_for_budget(cfg, 1 << 30, 32)
+    assert choose_tile(cfg, 4000, 4000, None, 32, parse_bytes("2GB"), on_cpu=True) > 1024
+
+
+@pytest.mark.parametrize("length, tile, count", [(1024, 512, 3), (2160, 1024, 3), (3840, 1024, 4), (1100, 1024, 2)])
+def test_tiles_shrink_to_spread_the_overlap_evenly(length, tile, count):
+    """No nearly full tile recomputed at the end: the tiles cover the axis with about count - 1 overlaps."""
+    spans = tile_spans(length, tile, 32, 32)
+    assert len(spans) == count
+    assert sum(end - start for start, end in spans) <= length + (count - 1) * 32 + count * 32
 
 
 def test_derain_tensor_tiles_with_the_size_the_budget_allows(monkeypatch, strong_tiny):

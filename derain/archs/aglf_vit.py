@@ -132,7 +132,8 @@ class LocalBranch(nn.Module):
 
     SE pools over a se_window×se_window neighbourhood (0 = whole image, as in CA-ViT); a finite
     window bounds the receptive field, so tiled inference matches whole-image inference. Pooling
-    commutes with the linear 1×1 expand, so the narrow hidden features are pooled instead."""
+    commutes with the linear 1×1 expand, so the narrow hidden features are pooled instead, and
+    expand folds into the SE's first 1×1 conv."""
 
     def __init__(self, dim: int, reduction: int, se_window: int):
         super().__init__()
@@ -149,8 +150,18 @@ class LocalBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×C×H×W
         hidden = self.body(x)
-        pooled = self.expand(box_mean(hidden, self.se_window))  # == box_mean(self.expand(hidden))
-        return self.expand(hidden) * self.channel_attention(pooled)
+        return self.expand(hidden) * self.channel_attention_of(box_mean(hidden, self.se_window))
+
+    def channel_attention_of(self, pooled: torch.Tensor) -> torch.Tensor:
+        """channel_attention(expand(pooled)), with the two linear 1×1 convs it starts with fused
+        into one hidden→squeezed conv, so nothing dim-wide is computed for the attention."""
+        squeeze, *rest = self.channel_attention
+        weight = squeeze.weight.flatten(1) @ self.expand.weight.flatten(1)
+        bias = squeeze.weight.flatten(1) @ self.expand.bias + squeeze.bias
+        out = F.conv2d(pooled, weight[:, :, None, None], bias)
+        for layer in rest:
+            out = layer(out)
+        return out
 
 
 class AGLFViTBlock(nn.Module):

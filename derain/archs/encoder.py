@@ -50,8 +50,9 @@ class Encoder(nn.Module):
         x = pad_to_multiple(img, self.patch_size)
         if self.patch_size > 1:
             x = F.pixel_unshuffle(x, self.patch_size)
+        x = x.contiguous(memory_format=torch.channels_last)  # convs, pools and tokens share one layout
         x = self.spatial_attention(self.stem(x))
-        t = x.permute(0, 2, 3, 1)  # channels-last tokens
+        t = x.permute(0, 2, 3, 1).contiguous()  # B×H×W×C tokens (a view already); residual adds keep it
         for block in self.blocks:
             t = block(t)
         return x + self.fuse(self.norm(t).permute(0, 3, 1, 2))

@@ -87,6 +87,7 @@ class SynthConfig:
     rain_model: str = "linear"  # linear (Rain1200-like, as the paper's pairs) | camera: the ablation
     count: int = 200  # number of pairs
     crop: int | None = None  # synthesise on random crop×crop windows instead of whole images
+    params: dict = field(default_factory=dict)  # overrides of synthesis.DEFAULTS[rain_model], e.g. density: [0.02, 0.08]
 
     def __post_init__(self):
         if self.rain_model not in RAIN_MODELS:

@@ -124,7 +124,8 @@ def synthesize_pairs(cfg: TrainConfig, run: RunDir, dist: Dist) -> None:
     if dist.is_main and not out.is_dir():
         partial = out.with_name(out.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        synth_folder(synth.clean, partial, synth.rain_model, n=synth.count, seed=cfg.seed, crop=synth.crop)
+        synth_folder(synth.clean, partial, synth.rain_model, n=synth.count, seed=cfg.seed, crop=synth.crop,
+                     params=synth.params)
         os.replace(partial, out)
     dist.barrier()
 
