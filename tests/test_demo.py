@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from derain.cli import main
-from derain.cli.demo import GAP, SAMPLES
+from derain.cli.demo import SAMPLES
+from derain.figures import GAP
 from derain.metrics import psnr, ssim
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from derain.cli.run import add_inference_options, load_from_args
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
-GAP = 8  # white pixels between the panels
 
 
 def register(sub) -> None:
@@ -42,15 +41,9 @@ def samples(size: int, seed: int):
         yield name, np.round(rainy * 255.0).astype(np.uint8), clean
 
 
-def panel(*images):
-    import numpy as np
-
-    gap = np.full((images[0].shape[0], GAP, 3), 255, np.uint8)
-    return np.concatenate([part for image in images for part in (gap, image)][1:], axis=1)
-
-
 def run(args) -> int:
     from derain.atomic import atomic_write
+    from derain.figures import panel
     from derain.imageio import write_image
     from derain.metrics import psnr, ssim
 

@@ -36,7 +36,7 @@ def register(sub) -> None:
 
 
 def add_inference_options(p) -> None:
-    """Device, precision, threads and tiling options, shared with `derain demo`."""
+    """Device, precision, threads and tiling options, shared with `derain demo` and `derain gallery`."""
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU [default: fp32]")
     p.add_argument("--threads", type=int, help="CPU threads for torch [default: torch's choice]")
@@ -49,13 +49,19 @@ def add_inference_options(p) -> None:
 
 def load_from_args(args):
     """A Derainer built from the model and inference options."""
+    return load_with_options(args.model, args)
+
+
+def load_with_options(model: str | None, args):
+    """A Derainer of `model` (anything derain.load accepts; None: the bundled model) built with the
+    inference options in `args` (see `add_inference_options`)."""
     import torch
 
     from derain.api import load
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return load(args.model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
+    return load(model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
                 precision=args.precision, max_memory=args.max_memory)
 
 
