@@ -3,9 +3,11 @@
 Each size runs in its own subprocess, so that `ru_maxrss` (the process's peak resident set) belongs
 to that size alone. The model is the bundled one if it is installed, else the `default` preset
 with random weights (the speed and memory are the same). Tiling is automatic, from the memory
-budget (1 GiB of activations, tiles of at most 512 px on the CPU, unless --max-memory or --tile is given).
+budget (1 GiB of activations, tiles of at most 1024 px on the CPU, unless --max-memory or --tile is given).
+Each size is timed --reps times after a warm-up call on the same image; the table gives the median
+and the range.
 
-    python benchmarks/bench_infer.py                   # 2 threads, as on the reference machine
+    python benchmarks/bench_infer.py                   # 2 threads, 5 repetitions, as on the reference machine
     python benchmarks/bench_infer.py --threads 4 --max-memory 512MB
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -41,14 +44,18 @@ def worker(height: int, width: int, args) -> dict:
     model(np.zeros((64, 64, 3), np.uint8))  # first-call set-up is not part of the timing
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    model(image)
-    seconds = time.perf_counter() - start
+    model(image)  # warm-up at this size
+    times = []
+    for _ in range(args.reps):
+        start = time.perf_counter()
+        model(image)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
     tile, overlap = align_tiling(model.config, args.tile, model.overlap)
     return {
         "model": source,
         "tile": choose_tile(model.config, height, width, tile, overlap, max_memory, on_cpu=True),
-        "seconds": seconds,
+        "seconds": seconds, "min_s": min(times), "max_s": max(times),
         "mpixel_per_s": height * width / 1e6 / seconds,
         "rss_before_mib": rss_before / 1024,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
@@ -60,8 +67,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
     parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
+    parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
     parser.add_argument("--worker", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.reps = max(args.reps, 5)
     if args.worker:
         print(json.dumps(worker(*args.worker, args)))
         return
@@ -74,13 +83,15 @@ def main() -> None:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append((label, result))
         print(f"{label}: {result['mpixel_per_s']:.3f} Mpixel/s, peak RSS {result['peak_rss_mib']:.0f} MiB "
-              f"({result['seconds']:.1f} s)", flush=True)
+              f"({result['seconds']:.2f} s median)", flush=True)
     print(f"\nmodel: {rows[0][1]['model']}; {args.threads} threads; tiles from "
-          f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 512 px on the CPU')}\n")
+          f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 1024 px on the CPU')}; "
+          f"median (range) of {args.reps} calls\n")
     print("| image | tile | seconds | Mpixel/s | RSS after load (MiB) | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|")
     for label, r in rows:
-        print(f"| {label} | {r['tile'] or 'none'} | {r['seconds']:.1f} | {r['mpixel_per_s']:.3f} "
+        print(f"| {label} | {r['tile'] or 'none'} | {r['seconds']:.2f} ({r['min_s']:.2f}–{r['max_s']:.2f}) "
+              f"| {r['mpixel_per_s']:.3f} "
               f"| {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
 
 

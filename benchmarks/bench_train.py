@@ -3,11 +3,13 @@
     python benchmarks/bench_train.py [--presets tiny default] [--batch 4] [--crop 64] [--iters 5]
 
 Each stage's module is the one `derain train` builds (derain.train.stages), fed random tensors, so the
-numbers leave out data loading. The median over --iters timed iterations follows 2 warm-up iterations.
+numbers leave out data loading. The median (and range) over --iters timed iterations follows 2 warm-up
+iterations; the last line gives the peak RSS of the whole run.
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -33,7 +35,8 @@ def stage_modules(preset: str) -> dict[str, torch.nn.Module]:
     }
 
 
-def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int) -> float:
+def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int) -> tuple[float, float, float]:
+    """Median, slowest and fastest iterations per second."""
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
     times = []
     for i in range(WARMUP + iters):
@@ -44,7 +47,7 @@ def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], it
         optimizer.step()
         if i >= WARMUP:
             times.append(time.perf_counter() - tic)
-    return 1.0 / statistics.median(times)
+    return 1.0 / statistics.median(times), 1.0 / max(times), 1.0 / min(times)
 
 
 def main() -> None:
@@ -64,9 +67,11 @@ def main() -> None:
              for preset in args.presets}
     print(f"it/s, batch {args.batch} of {args.crop}×{args.crop}, {torch.get_num_threads()} CPU threads, "
           f"median of {max(args.iters, 5)} after {WARMUP} warm-up iterations")
-    print(f"{'stage':<10}" + "".join(f"{preset:>10}" for preset in args.presets))
+    print(f"{'stage':<10}" + "".join(f"{preset + ' (range)':>22}" for preset in args.presets))
     for name in batches:
-        print(f"{name:<10}" + "".join(f"{table[preset][name]:>10.2f}" for preset in args.presets))
+        cells = (f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (table[preset][name] for preset in args.presets))
+        print(f"{name:<10}" + "".join(f"{cell:>22}" for cell in cells))
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
