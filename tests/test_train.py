@@ -70,7 +70,8 @@ def tiny_config(data, **stages):
     return {
         "model": MODEL, "device": "cpu", "seed": 0,
         "data": {"real_rainy": [str(data / "rainy")], "real_clear": [str(data / "clear")], "val": str(data / "val"),
-                 "synth": {"clean": str(data / "clear"), "rain_model": "linear", "count": 8}},
+                 "synth": {"clean": str(data / "clear"), "rain_model": "linear", "count": 8,
+                           "params": {"brightness": [0.7, 0.8]}}},
         "train": {"iters": 8, "batch_size": 4, "crop": 16, "lr": 2e-3, "plateau_every": 2, "plateau_patience": 0,
                   "log_every": 2, "checkpoint_every": 3, "val_every": 4},
         "stages": {"finetune": {"ema": 0.5, "lr_encoder": 1e-3}, **stages},
@@ -113,6 +114,13 @@ def test_each_stage_lowers_its_loss(finished_run, stage):
     losses = [e["loss"] for e in log_lines(finished_run) if e["stage"] == stage and "loss" in e]
     assert len(losses) == 4
     assert losses[-1] < losses[0]
+
+
+def test_synthesis_parameters_from_the_config_reach_the_pairs(finished_run):
+    meta = json.loads((finished_run / "data" / "synth-linear" / "meta.json").read_text())
+    assert meta["params"] == {"brightness": [0.7, 0.8]}
+    brightness = [layer["brightness"] for pair in meta["pairs"] for layer in pair["layers"]]
+    assert len(meta["pairs"]) == 8 and all(0.7 <= b <= 0.8 for b in brightness)
 
 
 def test_a_rerun_skips_completed_stages(finished_run, data):
