@@ -258,6 +258,7 @@ def write_config(path: Path, config: dict) -> str:
     (lambda c: c["train"].update(iters="many"), None, "train.iters: expected int"),
     (lambda c: c["data"].update(real_rainy=["/no/such/folder"]), None, "data.real_rainy: /no/such/folder: not found"),
     (lambda c: None, ["distill"], "stage distill needs stage recog"),
+    (lambda c: c["data"]["synth"]["params"].update(densty=[0, 1]), None, "unknown linear rain parameter(s) ['densty']"),
 ])
 def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, change, stages, message):
     config = tiny_config(data)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from derain.config import ModelConfig, load_model_config, read_yaml
-from derain.data.synthesis import MODELS as RAIN_MODELS
+from derain.data.synthesis import DEFAULTS as RAIN_DEFAULTS, MODELS as RAIN_MODELS
 from derain.errors import DerainError
 
 STAGES = ("recog", "recon", "distill", "finetune", "scratch")
@@ -94,6 +94,10 @@ class SynthConfig:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
         if self.count < 1 or (self.crop is not None and self.crop < 1):
             raise ValueError("count and crop must be at least 1")
+        unknown = sorted(set(self.params) - set(RAIN_DEFAULTS[self.rain_model]))
+        if unknown:
+            raise ValueError(f"params: unknown {self.rain_model} rain parameter(s) {unknown}; "
+                             f"known: {sorted(RAIN_DEFAULTS[self.rain_model])}")
 
 
 @dataclass
