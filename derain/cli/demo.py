@@ -27,16 +27,13 @@ def register(sub) -> None:
 def samples(size: int, seed: int):
     """(name, rainy uint8, clean uint8) for each sample photo, scaled to `size` on the long side."""
     import numpy as np
-    from PIL import Image
 
     from derain.data.demo import load_photo
     from derain.data.synthesis import synthesize
+    from derain.figures import fit
 
     for i, name in enumerate(SAMPLES):
-        photo = Image.fromarray(load_photo(name))
-        scale = min(1.0, size / max(photo.size))
-        clean = np.asarray(photo.resize((round(photo.width * scale), round(photo.height * scale)),
-                                        Image.Resampling.LANCZOS))
+        clean = fit(load_photo(name), size)
         rainy, _ = synthesize(clean / 255.0, "linear", np.random.default_rng([seed, i]))
         yield name, np.round(rainy * 255.0).astype(np.uint8), clean
 

@@ -65,19 +65,6 @@ def plan(files: list[Path], out_dir: Path) -> list[tuple[Path, Path, str | None]
     return jobs
 
 
-def fit(image, max_side: int):
-    """`image` (H×W×3 uint8) downscaled with Lanczos so its longer side is at most `max_side` (0: as is)."""
-    import numpy as np
-    from PIL import Image
-
-    height, width = image.shape[:2]
-    if not max_side or max(height, width) <= max_side:
-        return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
-
-
 def run(args) -> int:
     import numpy as np
     import torch
@@ -85,7 +72,7 @@ def run(args) -> int:
 
     from derain import evaluation as ev
     from derain.data import list_images
-    from derain.figures import contact_sheet, panel
+    from derain.figures import contact_sheet, fit, panel
     from derain.imageio import IMAGE_EXTENSIONS, read_image_uint8, write_image
 
     if args.n < 0:
