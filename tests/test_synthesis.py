@@ -149,6 +149,14 @@ def test_linear_crops_and_overrides(tmp_path, clean_folder):
         assert load_pair_uint8(pair)[0].shape == (32, 32, 3)
 
 
+def test_cli_takes_a_negative_range_joined_with_equals(tmp_path, clean_folder):
+    out = tmp_path / "out"
+    assert main(["synth", str(clean_folder), "--n", "1", "--angle=-20,-10", "--no-progress", "-o", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["params"] == {"angle": [-20.0, -10.0]}
+    assert all(-24.0 <= layer["angle"] <= -6.0 for layer in meta["pairs"][0]["layers"])
+
+
 def test_output_folder_with_foreign_files_is_refused(tmp_path, clean_folder):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "mine.txt").write_text("keep me")

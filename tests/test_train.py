@@ -271,6 +271,22 @@ def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, chan
     assert not out.exists()
 
 
+def test_set_overrides_reach_the_config_and_bad_ones_are_one_line(data, tmp_path, capsys):
+    config = write_config(tmp_path / "c.yaml", tiny_config(data))
+    cfg = load_train_config(config, overrides=["stages.distill.teachers=[recog]", "train.iters=7",
+                                               "data.synth.params.angle=[-20, 20]", "student.dim=8"])
+    assert cfg.stages["distill"].teachers == ["recog"] and cfg.stages["recog"].iters == 7
+    assert cfg.data.synth.params["angle"] == [-20, 20] and cfg.student.dim == 8
+    assert load_train_config(config).stages["distill"].teachers == ["recog", "recon"]  # the file is untouched
+    for item, message in [("stages.distill.teachers", "expected KEY.PATH=VALUE"),
+                          ("stages.distill.teachers=[recgo]", "recgo"),
+                          ("seed.x=1", "seed is not a mapping")]:
+        out = tmp_path / "run"
+        assert main(["train", config, "--out", str(out), "--set", item]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and not out.exists()
+
+
 def test_the_shipped_configs_parse_and_the_paper_paths_are_placeholders(monkeypatch):
     monkeypatch.chdir(REPO)
     tiny, shared, paper = (load_train_config(REPO / "configs" / f"{n}.yaml") for n in ("tiny", "shared", "paper"))

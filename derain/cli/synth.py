@@ -8,7 +8,7 @@ RAIN_OPTIONS = {
     "layers": "streak layers per image",
     "density": "fraction of the image covered by streaks",
     "length": "streak length in pixels",
-    "angle": "degrees from vertical, positive leans right (/)",
+    "angle": "degrees from vertical, positive leans right (/); a range that starts below 0 needs '=': --angle=-20,20",
     "width": "streak width in pixels",
     "brightness": "streak intensity (linear) or opacity (camera), 0..1",
     "veil": "haze: share of the image replaced by the airlight, 0..1",

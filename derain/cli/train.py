@@ -15,6 +15,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="run directory [default: runs/<config name>]")
     p.add_argument("--stages", nargs="+", metavar="STAGE",
                    help="run only these of recog, recon, distill, finetune, scratch [default: the config's pipeline]")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config key, VALUE in YAML; repeatable. Table 3 ablation: "
+                        "--set stages.distill.teachers=[recog]")
     p.add_argument("--resume", action="store_true",
                    help="continue an unfinished stage from its last checkpoint (finished stages are always skipped)")
     p.set_defaults(func=run)
@@ -24,7 +27,8 @@ def run(args) -> int:
     from derain.train.pipeline import train
 
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    result = train(args.config, out, stages=args.stages, resume=args.resume)
+    result = train(args.config, out, stages=args.stages, resume=args.resume,
+                   overrides=args.overrides)
     if os.environ.get("RANK", "0") == "0" and result.model_dir("finetune").is_dir():
         print(f"derain train: the deraining model is in {result.model_dir('finetune')}")
     return 0

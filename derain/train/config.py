@@ -13,11 +13,14 @@ and `data.real_clear` entries may be globs such as `../shared/data/clean/*`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import glob
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 from derain.config import ModelConfig, load_model_config, read_yaml
 from derain.data.synthesis import DEFAULTS as RAIN_DEFAULTS, MODELS as RAIN_MODELS
@@ -144,12 +147,15 @@ class TrainConfig:
 TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "data", "train", "stages")
 
 
-def load_train_config(source: str | Path | dict, name: str | None = None) -> TrainConfig:
-    """Parse a YAML file or a mapping into a TrainConfig; every problem is a one-line DerainError."""
+def load_train_config(source: str | Path | dict, name: str | None = None,
+                      overrides: list[str] = ()) -> TrainConfig:
+    """Parse a YAML file or a mapping into a TrainConfig; every problem is a one-line DerainError.
+    `overrides` are `KEY.PATH=YAML` strings (`derain train --set`) applied on top before checking."""
     if isinstance(source, dict):
         data, name = source, name or "config"
     else:
         data, name = read_yaml(source), name or str(source)
+    data = apply_overrides(data, overrides)
     unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:
         raise DerainError(f"{name}: {unknown[0]}: unknown key; known keys are {', '.join(TOP_LEVEL)}")
@@ -160,11 +166,11 @@ def load_train_config(source: str | Path | dict, name: str | None = None) -> Tra
 
     defaults = _mapping(data.get("train"), f"{name}: train")
     _build(StageConfig, defaults, f"{name}: train")  # reports a bad default under `train`
-    overrides = _mapping(data.get("stages"), f"{name}: stages")
-    unknown = sorted(set(overrides) - set(STAGES))
+    per_stage = _mapping(data.get("stages"), f"{name}: stages")
+    unknown = sorted(set(per_stage) - set(STAGES))
     if unknown:
         raise DerainError(f"{name}: stages.{unknown[0]}: unknown stage; the stages are {', '.join(STAGES)}")
-    stages = {stage: _build(cls, {**defaults, **_mapping(overrides.get(stage), f"{name}: stages.{stage}")},
+    stages = {stage: _build(cls, {**defaults, **_mapping(per_stage.get(stage), f"{name}: stages.{stage}")},
                             f"{name}: stages.{stage}")
               for stage, cls in STAGE_CONFIGS.items()}
 
@@ -178,6 +184,29 @@ def load_train_config(source: str | Path | dict, name: str | None = None) -> Tra
     if bad:
         raise DerainError(f"{name}: pipeline: unknown stage {bad[0]!r}; the stages are {', '.join(STAGES)}")
     return cfg
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """A copy of `data` with each `a.b.c=VALUE` set; VALUE is YAML (`[recog]`, `3000`, `[-20, 20]`)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise DerainError(f"--set {item}: expected KEY.PATH=VALUE, e.g. stages.distill.teachers=[recog]")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise DerainError(f"--set {item}: the value is not valid YAML") from None
+        *parents, leaf = key.split(".")
+        node = data
+        for i, part in enumerate(parents):
+            if node.get(part) is None:  # absent or `null` in the YAML
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise DerainError(f"--set {item}: {'.'.join(parents[:i + 1])} is not a mapping")
+        node[leaf] = value
+    return data
 
 
 def _student_config(spec, model: ModelConfig, name: str) -> ModelConfig:

@@ -28,10 +28,10 @@ REQUIRES = {"finetune": ("distill",)}  # distill requires its configured teacher
 
 
 def train(config: str | Path | dict, out: str | Path, stages: list[str] | None = None, resume: bool = False,
-          stop_at: tuple[str, int] | None = None) -> RunDir:
+          stop_at: tuple[str, int] | None = None, overrides: list[str] = ()) -> RunDir:
     """Run the selected stages (default: the config's pipeline) into `out`. Completed stages are skipped;
     with `resume`, an unfinished stage continues from its last checkpoint."""
-    cfg = load_train_config(config)
+    cfg = load_train_config(config, overrides=overrides)
     unknown = [s for s in stages or () if s not in STAGES]
     if unknown:
         raise DerainError(f"--stages: unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}")
