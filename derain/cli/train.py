@@ -17,7 +17,7 @@ def register(sub) -> None:
                    help="run only these of recog, recon, distill, finetune, scratch [default: the config's pipeline]")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override a config key, VALUE in YAML; repeatable. Table 3 ablation: "
-                        "--set stages.distill.teachers=[recog]")
+                        '--set "stages.distill.teachers=[recog]"')
     p.add_argument("--resume", action="store_true",
                    help="continue an unfinished stage from its last checkpoint (finished stages are always skipped)")
     p.set_defaults(func=run)

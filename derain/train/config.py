@@ -191,7 +191,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
+        if not sep or not all(key.split(".")):
             raise DerainError(f"--set {item}: expected KEY.PATH=VALUE, e.g. stages.distill.teachers=[recog]")
         try:
             value = yaml.safe_load(text)
