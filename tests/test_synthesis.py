@@ -61,6 +61,20 @@ def test_psnr_falls_in_band_for_density(make_scene):
         assert 15 <= camera <= 32
 
 
+@pytest.mark.parametrize("angle", [0.0, 20.0])
+def test_rain_sheet_lifts_half_its_peak_unevenly_along_the_rain(angle):
+    clean = np.full((256, 256, 3), 0.3)
+    no_streaks = dict(layers=1, brightness=0.0, angle=angle, angle_jitter=0.0, blend="add")
+    rainy, meta = synthesize(clean, "linear", np.random.default_rng(1), sheet=0.4, **no_streaks)
+    lift = (rainy - clean).mean(axis=2)
+    assert meta["sheet"] == 0.4
+    assert 0.17 <= lift.mean() <= 0.23  # the sheet map has mean 0.5 before clipping at 0 and 1
+    assert lift.std() > 0.04  # uneven, unlike the veil
+    assert angle_error(streak_angle(rainy, clean), angle) < 8
+    plain, meta = synthesize(clean, "linear", np.random.default_rng(1), sheet=0.0, **no_streaks)
+    assert "sheet" not in meta and np.abs(plain - clean).max() < 1e-6
+
+
 def test_streak_kernel_leans_right_for_positive_angle():
     k = streak_kernel(length=20, angle=45, width=1.0)
     r = k.shape[0] // 2

@@ -12,6 +12,7 @@ RAIN_OPTIONS = {
     "width": "streak width in pixels",
     "brightness": "streak intensity (linear) or opacity (camera), 0..1",
     "veil": "haze: share of the image replaced by the airlight, 0..1",
+    "sheet": "linear only: peak intensity of a rain sheet (smooth, uneven glow along the rain), 0..1",
 }
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, zoom
 from scipy.signal import fftconvolve
 from tqdm import tqdm
 
@@ -42,6 +42,7 @@ DEFAULTS: dict[str, dict] = {
         "brightness": (0.4, 0.9),  # added intensity at a streak's core
         "blend": ("add", "screen"),
         "veil": 0.0,  # haze: the share of the image replaced by the airlight
+        "sheet": 0.0,  # peak added intensity of a rain sheet: smooth, uneven brightening along the rain
     },
     "camera": {
         **_STREAKS,
@@ -58,7 +59,7 @@ DEFAULTS: dict[str, dict] = {
 _INTEGER_PARAMS = ("layers", "jpeg_quality")
 _LIMITS = {  # allowed values; any other parameter must be >= 0
     "layers": (1, 16), "density": (0, 1), "length": (1, 1000), "angle": (-180, 180), "width": (0.1, 100),
-    "brightness": (0, 1), "veil": (0, 1), "tone_gamma": (0.1, 10), "jpeg_quality": (1, 100),
+    "brightness": (0, 1), "veil": (0, 1), "sheet": (0, 1), "tone_gamma": (0.1, 10), "jpeg_quality": (1, 100),
 }
 _LAYER_PARAMS = ("length", "width", "brightness", "defocus")
 
@@ -129,6 +130,20 @@ def _draw_layers(params: dict, shape: tuple[int, int], rng: np.random.Generator)
     return maps, metas
 
 
+def rain_sheet(shape: tuple[int, int], angle: float, rng: np.random.Generator) -> np.ndarray:
+    """H×W map in [0, 1], mean about 0.5: the uneven glow of dense rain seen as a whole. Noise smoothed
+    twice: along the rain (a streak kernel 60-240 px long, 8-24 px wide) and over a quarter of the
+    image (on a grid 1/step as fine, then upsampled, so large photos stay fast)."""
+    length, width = float(rng.uniform(60, 240)), float(rng.uniform(8, 24))
+    field = fftconvolve(rng.standard_normal(shape), streak_kernel(length, angle, width), mode="same")
+    step = max(1, min(shape) // 64)
+    grid = gaussian_filter(rng.standard_normal((shape[0] // step + 2, shape[1] // step + 2)),
+                           0.25 * min(shape) / step, mode="wrap")
+    coarse = zoom(grid, step, order=1)[:shape[0], :shape[1]]
+    field = sum((f - f.mean()) / (f.std() + 1e-12) for f in (field, coarse))
+    return np.clip(0.5 + 0.18 * field, 0.0, 1.0)
+
+
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
@@ -144,7 +159,11 @@ def airlight(img: np.ndarray) -> float:
 
 def _linear(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     maps, layers = _draw_layers(params, clean.shape[:2], rng)
-    rain = np.clip(sum(m * layer["brightness"] for m, layer in zip(maps, layers)), 0.0, 1.0)[..., None]
+    rain = sum(m * layer["brightness"] for m, layer in zip(maps, layers))
+    sheet = _draw("sheet", params["sheet"], rng)
+    if sheet > 0:
+        rain = rain + sheet * rain_sheet(clean.shape[:2], layers[0]["angle"], rng)
+    rain = np.clip(rain, 0.0, 1.0)[..., None]
     blend, veil = _draw("blend", params["blend"], rng), _draw("veil", params["veil"], rng)
     light = airlight(clean)
     background = clean * (1 - veil) + light * veil
@@ -154,7 +173,8 @@ def _linear(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[
         rainy = 1 - (1 - background) * (1 - rain)
     else:
         raise DerainError(f"rain parameter blend: expected 'add' or 'screen', got {blend!r}")
-    return np.clip(rainy, 0.0, 1.0), {"blend": blend, "veil": veil, "airlight": round(light, 4), "layers": layers}
+    meta = {"blend": blend, "veil": veil, "airlight": round(light, 4), "layers": layers}
+    return np.clip(rainy, 0.0, 1.0), {**meta, "sheet": sheet} if sheet else meta
 
 
 def _camera(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:

@@ -1,0 +1,26 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_rain_layer_splits_a_known_lift_and_a_known_stripe(tmp_path, make_scene, make_image):
+    """A uniform lift of 20 grey levels is all low band (MSE 400 in RGB, 400·(219/255)² ≈ 295 in Y);
+    a one-pixel stripe pattern is all high band."""
+    clean = (make_scene(96) * 200).astype(np.uint8)
+    stripes = np.zeros_like(clean)
+    stripes[:, ::2] = 20
+    for name, rainy in (("lift", clean + 20), ("stripes", clean + stripes)):
+        make_image(tmp_path / "rainy" / f"{name}.png", array=rainy)
+        make_image(tmp_path / "clean" / f"{name}.png", array=clean)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "rain_layer.py"), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: [float(v) for v in line.replace("/", " ").split()[1:]] for line in out.splitlines()[1:3]}
+    lift, spread, slope, low, high = rows["lift"]
+    assert abs(lift - 17.2) < 0.6 and spread < 0.5 and abs(slope - 1) < 0.02
+    assert abs(low - 295) < 15 and high < 1
+    lift, spread, slope, low, high = rows["stripes"]
+    assert abs(lift - 8.6) < 0.6 and low < 80 and high > 60
