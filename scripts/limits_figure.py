@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 import derain
+from derain.data.layouts import list_images
 from derain.figures import contact_sheet, fit, panel
+from derain.imageio import read_image_uint8, write_image
 
 
 def main() -> None:
@@ -25,10 +24,10 @@ def main() -> None:
     model = derain.load(device="cpu")
     panels = []
     for folder in args.sets:
-        for path in sorted((folder / "rainy").iterdir())[: args.per_set]:
-            rainy = fit(np.asarray(Image.open(path).convert("RGB")), 384)
+        for path in list_images(folder / "rainy")[: args.per_set]:
+            rainy = fit(read_image_uint8(path), 384)
             panels.append(panel(rainy, model(rainy)))
-    Image.fromarray(contact_sheet(panels, 900)).save(args.out, quality=88)
+    write_image(args.out, contact_sheet(panels, 900), quality=88)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import torch
 from skimage import data, transform
 
-import derain
+from derain.api import Derainer, load_network
 
 
 def main() -> None:
@@ -20,9 +21,10 @@ def main() -> None:
     parser.add_argument("--tiles", nargs="+", default=["auto", "512"])
     args = parser.parse_args()
     img = (transform.resize(data.astronaut(), (args.size, args.size), order=3) * 255).round().astype(np.uint8)
-    one_pass = derain.load(device="cpu", tile=0)(img).astype(int)
+    net, cpu = load_network(), torch.device("cpu")  # loaded once, run with each tiling
+    one_pass = Derainer(net, cpu, tile=0)(img).astype(int)
     for tile in args.tiles:
-        out = derain.load(device="cpu", tile=None if tile == "auto" else int(tile))(img).astype(int)
+        out = Derainer(net, cpu, tile=None if tile == "auto" else int(tile))(img).astype(int)
         diff = np.abs(out - one_pass)
         print(f"tile {tile}: max {diff.max()} grey levels, mean {diff.mean():.3f}")
 
