@@ -27,6 +27,7 @@ class ModelConfig:
     local_reduction: int = 8  # local CNN branch width is dim // local_reduction
     se_window: int = 31  # channel-attention pooling window in tokens; 0 = global (as CA-ViT)
     spp_kernels: tuple[int, ...] = field(default=(5, 9, 13))
+    detail_dim: int = 0  # width of the image decoders' full-resolution detail path; 0 = none
 
     def __post_init__(self):
         object.__setattr__(self, "spp_kernels", tuple(int(k) for k in self.spp_kernels))
@@ -35,6 +36,8 @@ class ModelConfig:
         for name in ("dim", "depth", "num_heads", "window_size", "patch_size", "local_reduction"):
             if getattr(self, name) < 1:
                 raise DerainError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.detail_dim < 0:
+            raise DerainError(f"model config: detail_dim must be >= 0, got {self.detail_dim}")
         if any(k < 1 or k % 2 == 0 for k in self.spp_kernels):
             raise DerainError(f"model config: spp_kernels must be odd and positive, got {list(self.spp_kernels)}")
 

@@ -114,7 +114,7 @@ def test_unknown_parameters_and_models_are_refused(make_scene):
     with pytest.raises(DerainError, match="defocus"):
         synthesize(make_scene(16), "linear", np.random.default_rng(0), defocus=1.0)
     with pytest.raises(DerainError, match="unknown rain model"):
-        synthesize(make_scene(16), "photoshop", np.random.default_rng(0))
+        synthesize(make_scene(16), "snow", np.random.default_rng(0))
 
 
 def _tree(root):

@@ -1,5 +1,7 @@
 """Decoders (paper Fig. 3). D_recog: SPP -> average pool -> FC (one score per image).
-D_recon and D_dr share one design: SPP -> conv, giving an image residual."""
+D_recon and D_dr share one design: SPP -> conv, giving an image residual. With `detail_dim` > 0 the
+conv's output is brought to full resolution and fused with a full-resolution detail path, a few 3×3
+convs on the image itself, so that 1-4 px streaks are seen at their own scale."""
 from __future__ import annotations
 
 import torch
@@ -36,18 +38,45 @@ class RecogDecoder(nn.Module):
         return self.fc(self.spp(feats).mean((2, 3))).squeeze(1)
 
 
+def conv_stack(widths: list[int]) -> nn.Sequential:
+    """3×3 convs from widths[0] to widths[-1] channels, LeakyReLU(0.2) after each."""
+    layers = []
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(a, b, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class DetailFusion(nn.Module):
+    """Full-resolution detail path: 2 convs on the image, concatenated with the upsampled decoder
+    features, 3 more convs, then the residual (receptive radius 6 px at full resolution)."""
+
+    def __init__(self, in_chans: int, width: int, out_chans: int):
+        super().__init__()
+        self.detail = conv_stack([in_chans, width, width])
+        self.fuse = conv_stack([2 * width, width, width])
+        self.out = nn.Conv2d(width, out_chans, 3, padding=1)
+
+    def forward(self, coarse: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+        return self.out(self.fuse(torch.cat([coarse, self.detail(img)], 1)))
+
+
 class ImageDecoder(nn.Module):
     """D_recon / D_dr: predicts the clean image as input + residual, at the input's size."""
 
-    def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1):
+    def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
+                 detail_dim: int = 0):
         super().__init__()
         self.patch_size = patch_size
         self.spp = SPP(dim, kernels)
-        self.conv = nn.Conv2d(dim, out_chans * patch_size**2, 3, padding=1)
+        self.conv = nn.Conv2d(dim, (detail_dim or out_chans) * patch_size**2, 3, padding=1)
+        self.detail = DetailFusion(out_chans, detail_dim, out_chans) if detail_dim else None
 
     def forward(self, feats: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
         residual = self.conv(self.spp(feats))
         if self.patch_size > 1:
             residual = F.pixel_shuffle(residual, self.patch_size)
         H, W = img.shape[-2:]
-        return img + residual[..., :H, :W]
+        residual = residual[..., :H, :W]
+        if self.detail is not None:
+            residual = self.detail(F.leaky_relu(residual, 0.2), img)
+        return img + residual

@@ -11,7 +11,7 @@ import sys
 from derain import __version__
 from derain.errors import DerainError
 
-COMMANDS = ["info", "synth", "eval", "niqe_fit", "analyze", "compare", "train", "run", "export", "demo", "gallery"]
+COMMANDS = ["info", "synth", "eval", "niqe_fit", "analyze", "compare", "train", "run", "export", "demo", "gallery", "suite"]
 
 
 def build_parser() -> argparse.ArgumentParser:

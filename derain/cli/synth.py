@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from derain.errors import DerainError
+
 # Streak parameters that can be fixed (0.03) or given as a range drawn per image (0.01,0.05).
 RAIN_OPTIONS = {
     "layers": "streak layers per image",
@@ -13,6 +15,8 @@ RAIN_OPTIONS = {
     "brightness": "streak intensity (linear) or opacity (camera), 0..1",
     "veil": "haze: share of the image replaced by the airlight, 0..1",
     "sheet": "linear only: peak intensity of a rain sheet (smooth, uneven glow along the rain), 0..1",
+    "opacity": "photoshop only: opacity of the Screen layer, 0..1",
+    "speck": "photoshop only: σ in pixels of the blur that sizes the noise specks",
 }
 
 
@@ -29,6 +33,18 @@ def value_or_range(text: str) -> float | tuple[float, float]:
     raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH with LOW <= HIGH, got {text!r}")
 
 
+def family_weights(text: str) -> dict[str, float]:
+    """'light=1,none=0.2' -> {'light': 1.0, 'none': 0.2}."""
+    weights = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value) if sep else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT, got {item!r}") from None
+    return weights
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "synth", help="synthesise rainy/clean pairs from clean photos",
@@ -39,9 +55,14 @@ def register(sub) -> None:
     p.add_argument("clean_dir", metavar="CLEAN_DIR", help="folder of clean images")
     p.add_argument("-o", "--out", required=True, metavar="OUT",
                    help="output folder: new, empty, or written by an earlier synth run (replaced)")
-    p.add_argument("--model", choices=("linear", "camera"), default="linear",
-                   help="linear: streaks added or screened onto the sRGB image; camera: rain in linear "
-                        "radiance with defocus, veil, sensor noise and JPEG [default: linear]")
+    p.add_argument("--model", choices=("linear", "photoshop", "camera", "mix"), default="linear",
+                   help="linear: streaks added or screened onto the sRGB image; photoshop: noise, Levels, "
+                        "Motion Blur and Screen (DDN-style); camera: rain in linear radiance with defocus, veil, "
+                        "sensor noise and JPEG; mix: each pair from a rain family drawn by --families "
+                        "[default: linear]")
+    p.add_argument("--families", type=family_weights, default=None, metavar="NAME=W,...",
+                   help="mix only: family weights, e.g. light=1,heavy=1,none=0.2 [default: "
+                        "light .2, heavy .2, photoshop .2, haze .1, camera .15, none .15]")
     p.add_argument("--n", type=int, default=None, help="number of pairs [default: one per clean image]")
     p.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
     p.add_argument("--crop", type=int, default=None, metavar="SIZE",
@@ -59,7 +80,9 @@ def run(args) -> int:
     params = {name: getattr(args, name) for name in RAIN_OPTIONS if getattr(args, name) is not None}
     if isinstance(params.get("layers"), float):
         params["layers"] = int(params["layers"])
+    if args.families and args.model != "mix":
+        raise DerainError("--families goes with --model mix")
     meta = synth_folder(args.clean_dir, args.out, args.model, n=args.n, seed=args.seed, crop=args.crop,
-                        params=params, progress=not args.no_progress)
+                        params=params, progress=not args.no_progress, families=args.families)
     print(f"wrote {meta.parent}/rainy, {meta.parent}/clean and {meta}")
     return 0

@@ -17,6 +17,7 @@ _LAZY = {
     "PairedDataset": "datasets",
     "UnpairedDataset": "datasets",
     "BlurDataset": "datasets",
+    "RainMixDataset": "datasets",
     "RAINY_LABEL": "datasets",
     "CLEAR_LABEL": "datasets",
 }

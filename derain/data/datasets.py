@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral
 from derain.data.degradations import RandomBlur
+from derain.data.families import TRAIN_WEIGHTS, check_weights, mix_rain
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image
@@ -24,7 +25,9 @@ CLEAR_LABEL = 1.0
 
 
 def images_in(root: str | Path) -> list[Path]:
-    """`list_images(root)`, refusing a folder without images."""
+    """`list_images(root)` (or [root] for an image file), refusing a folder without images."""
+    if Path(root).is_file():
+        return [Path(root)]
     files = list_images(root)
     if not files:
         raise DerainError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
@@ -147,3 +150,33 @@ class BlurDataset(SeededDataset):
         clean = to_tensor(clean)
         blurred, _ = self.blur(clean, rng)
         return blurred, clean
+
+
+class RainMixDataset(SeededDataset):
+    """(rainy, clean) made on the fly: a random crop of a random clean photo, flipped or rotated, with rain
+    of a family drawn by `weights` (derain.data.families), so no two samples share their rain.
+    Decoded photos are cached per process."""
+
+    def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
+                 weights: dict[str, float] | None = None, samples_per_epoch: int = 4096):
+        super().__init__(crop, True, seed)
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise DerainError("RainMixDataset: no clean photos given")
+        self.weights = check_weights(weights or TRAIN_WEIGHTS)
+        self.length = samples_per_epoch
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def photo(self, k: int) -> np.ndarray:
+        if k not in self._cache:
+            self._cache[k] = read_image(self.files[k])
+        return self._cache[k]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.rng(index)
+        (clean,) = self.prepare([self.photo(int(rng.integers(len(self.files))))], rng)
+        rainy, _ = mix_rain(np.ascontiguousarray(clean, dtype=np.float64), rng, self.weights)
+        return to_tensor(rainy), to_tensor(clean)

@@ -2,7 +2,9 @@
 
 A streak layer scatters seeds at random, then draws each as a soft line segment (one FFT
 convolution with a line kernel). `linear` adds or screens the layers onto the sRGB image and
-clips, as Rain100L and Rain1200 do. `camera` follows the imaging chain that the paper blames for
+clips, as Rain100L and Rain1200 do. `photoshop` follows the common Photoshop tutorial behind DDN's
+Rain1400: Gaussian noise, a slight blur, Levels that keep only the brightest specks, Motion Blur at
+the rain angle, then a Screen blend at partial opacity. `camera` follows the imaging chain that the paper blames for
 the gap between synthetic and real rain: it undoes the camera's tone curve, blends defocused
 streaks and a scattering veil into linear radiance, adds shot and read noise, re-applies the
 curve, and is saved as a JPEG.
@@ -26,7 +28,7 @@ from derain.data.layouts import list_images
 from derain.errors import DerainError
 from derain.imageio import read_image_uint8, write_image
 
-MODELS = ("linear", "camera")
+MODELS = ("linear", "photoshop", "camera")
 
 _STREAKS = {
     "layers": (1, 3),  # number of streak layers, each with its own length, width, brightness
@@ -44,6 +46,16 @@ DEFAULTS: dict[str, dict] = {
         "veil": 0.0,  # haze: the share of the image replaced by the airlight
         "sheet": 0.0,  # peak added intensity of a rain sheet: smooth, uneven brightening along the rain
     },
+    "photoshop": {
+        "layers": (1, 2),  # noise layers, one direction each
+        "density": (0.01, 0.06),  # share of noise specks that Levels keeps
+        "speck": (0.3, 1.0),  # σ in pixels of the slight blur before Levels (speck size)
+        "length": (8.0, 30.0),  # Motion Blur distance in pixels
+        "angle": (-30.0, 30.0),
+        "angle_jitter": 4.0,
+        "brightness": (0.5, 1.0),  # Levels' output white: the brightest streak's intensity
+        "opacity": (0.7, 0.9),  # the Screen layer's opacity
+    },
     "camera": {
         **_STREAKS,
         "brightness": (0.4, 0.9),  # opacity of a streak's core over the background
@@ -59,7 +71,7 @@ DEFAULTS: dict[str, dict] = {
 _INTEGER_PARAMS = ("layers", "jpeg_quality")
 _LIMITS = {  # allowed values; any other parameter must be >= 0
     "layers": (1, 16), "density": (0, 1), "length": (1, 1000), "angle": (-180, 180), "width": (0.1, 100),
-    "brightness": (0, 1), "veil": (0, 1), "sheet": (0, 1), "tone_gamma": (0.1, 10), "jpeg_quality": (1, 100),
+    "brightness": (0, 1), "opacity": (0, 1), "veil": (0, 1), "sheet": (0, 1), "tone_gamma": (0.1, 10), "jpeg_quality": (1, 100),
 }
 _LAYER_PARAMS = ("length", "width", "brightness", "defocus")
 
@@ -196,6 +208,38 @@ def _camera(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[
     return rainy, {**meta, "airlight": round(light, 4), "layers": layers}
 
 
+def motion_blur_kernel(length: float, angle: float) -> np.ndarray:
+    """Photoshop's Motion Blur: a 1-px line `length` px long at `angle`° from vertical, summing to 1."""
+    kernel = streak_kernel(length, angle, 1.0)
+    return kernel / kernel.sum()
+
+
+def photoshop_layer(shape: tuple[int, int], density: float, speck: float, length: float, angle: float,
+                    brightness: float, rng: np.random.Generator) -> np.ndarray:
+    """H×W rain layer in [0, brightness]: noise, blur, Levels keeping the top `density`, Motion Blur,
+    then Levels again so the brightest streak reaches `brightness`."""
+    kernel = motion_blur_kernel(length, angle)
+    radius = kernel.shape[0] // 2
+    noise = gaussian_filter(rng.standard_normal((shape[0] + 2 * radius, shape[1] + 2 * radius)), speck)
+    threshold = np.quantile(noise, 1 - density)
+    specks = np.clip((noise - threshold) / (noise.max() - threshold + 1e-12), 0.0, 1.0)
+    streaks = fftconvolve(specks, kernel, mode="valid").clip(0.0, None)
+    return brightness * np.clip(streaks / (np.quantile(streaks, 0.999) + 1e-12), 0.0, 1.0)
+
+
+def _photoshop(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    count, angle = _draw("layers", params["layers"], rng), _draw("angle", params["angle"], rng)
+    jitter, opacity = _draw("angle_jitter", params["angle_jitter"], rng), _draw("opacity", params["opacity"], rng)
+    rainy, layers = clean, []
+    for _ in range(count):
+        layer = {name: _draw(name, params[name], rng) for name in ("density", "speck", "length", "brightness")}
+        layer["angle"] = round(angle + float(rng.uniform(-jitter, jitter)), 4)
+        rain = opacity * photoshop_layer(clean.shape[:2], rng=rng, **layer)[..., None]
+        rainy = 1 - (1 - rainy) * (1 - rain)  # Screen
+        layers.append(layer)
+    return np.clip(rainy, 0.0, 1.0), {"opacity": opacity, "layers": layers}
+
+
 def synthesize(clean: np.ndarray, model: str, rng: np.random.Generator, **params) -> tuple[np.ndarray, dict]:
     """Add rain to an H×W×3 float image in [0, 1]; returns (rainy float32, the parameters drawn).
 
@@ -210,7 +254,7 @@ def synthesize(clean: np.ndarray, model: str, rng: np.random.Generator, **params
     clean = np.asarray(clean, dtype=np.float64)
     if clean.ndim != 3 or clean.shape[2] != 3:
         raise DerainError(f"synthesize expects an H×W×3 image, got shape {clean.shape}")
-    make = _linear if model == "linear" else _camera
+    make = {"linear": _linear, "photoshop": _photoshop, "camera": _camera}[model]
     rainy, meta = make(clean, {**DEFAULTS[model], **params}, rng)
     return rainy.astype(np.float32), {"model": model, **meta}
 
@@ -257,8 +301,10 @@ def write_manifest(path: Path, header: dict, pairs: Iterable[dict], files: Itera
 
 
 def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | None = None, seed: int = 0,
-                 crop: int | None = None, params: dict | None = None, progress: bool = True) -> Path:
+                 crop: int | None = None, params: dict | None = None, progress: bool = True,
+                 families: dict[str, float] | None = None) -> Path:
     """Make `n` pairs from the images under `clean_dir` (recursive) in the paired layout; returns meta.json.
+    model="mix" draws each pair's rain family by `families` weights (derain.data.families) instead.
 
     Pair i uses clean image i mod count in sorted order (so n defaults to one pair per image), whole
     or, with `crop`, a random crop×crop window (reflect-padded if the image is smaller). Its random
@@ -272,7 +318,16 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
     if n < 1:
         raise DerainError(f"--n must be at least 1, got {n}")
     params = dict(params or {})
-    synthesize(np.zeros((8, 8, 3)), model, np.random.default_rng(0), **params)  # check params before writing
+    if model == "mix":
+        from derain.data.families import TRAIN_WEIGHTS, check_weights, mix_rain
+
+        if params:
+            raise DerainError("rain parameters do not apply to --model mix: each family has its own ranges")
+        weights = check_weights(families or TRAIN_WEIGHTS)
+        make = lambda clean, rng: mix_rain(clean, rng, weights)  # noqa: E731
+    else:
+        make = lambda clean, rng: synthesize(clean, model, rng, **params)  # noqa: E731
+        synthesize(np.zeros((8, 8, 3)), model, np.random.default_rng(0), **params)  # check params before writing
     out = prepare_output(out)
     digits = max(4, len(str(n - 1)))
     pairs, files = [], []
@@ -282,10 +337,11 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
         clean = read_image_uint8(source)
         if crop:
             clean = random_crop([clean], crop, rng)[0]
-        rainy, meta = synthesize(clean / 255.0, model, rng, **params)
+        rainy, meta = make(clean / 255.0, rng)
         entry = save_pair(out, f"{i:0{digits}d}_{source.stem}", clean, rainy, meta)
         pairs.append({"source": source.relative_to(clean_dir).as_posix(), **entry})
         files += [f"rainy/{entry['rainy']}", f"clean/{entry['clean']}"]
-    header = {"model": model, "seed": seed, "n": n, "crop": crop, "params": params, "clean_dir": str(clean_dir)}
+    header = {"model": model, "seed": seed, "n": n, "crop": crop, "params": params, "clean_dir": str(clean_dir),
+              **({"families": weights} if model == "mix" else {})}
     return write_manifest(out / "meta.json", header, pairs, files)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from derain.config import ModelConfig, load_model_config, read_yaml
+from derain.data.families import check_weights
 from derain.data.synthesis import DEFAULTS as RAIN_DEFAULTS, MODELS as RAIN_MODELS
 from derain.errors import DerainError
 
@@ -87,12 +88,20 @@ class SynthConfig:
     """Fine-tuning pairs made by `derain.data.synthesis` into RUN/data/synth-<rain_model>."""
 
     clean: str | None = None  # a folder of clean images, searched recursively
-    rain_model: str = "linear"  # linear (Rain1200-like, as the paper's pairs) | camera: the ablation
+    rain_model: str = "linear"  # linear (Rain1200-like, as the paper's pairs) | photoshop | camera
     count: int = 200  # number of pairs
     crop: int | None = None  # synthesise on random crop×crop windows instead of whole images
     params: dict = field(default_factory=dict)  # overrides of synthesis.DEFAULTS[rain_model], e.g. density: [0.02, 0.08]
+    online: bool = False  # draw rain per crop from the rain families instead (no pairs on disk)
+    families: dict = field(default_factory=dict)  # online: family weights; {} = families.TRAIN_WEIGHTS
+    samples_per_epoch: int = 4096  # online: crops per epoch (each with fresh rain)
 
     def __post_init__(self):
+        if self.families:
+            try:
+                check_weights(self.families)
+            except DerainError as exc:
+                raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
         if self.count < 1 or (self.crop is not None and self.crop < 1):
@@ -114,10 +123,14 @@ class DataConfig:
     val: str | None = None  # paired validation set, evaluation only
     val_max_images: int = 0  # score only the first N validation pairs; 0 = all
     workers: int = 0  # DataLoader worker processes per rank
+    holdout: float = 0.0  # share of the clean photos (real_clear, synth.clean) kept out of training by a
+                          # hash of their names: the validation suite's photos (`derain suite`); 0 = none
 
     def __post_init__(self):
         if len(self.blur_sigma) != 2 or not 0 <= self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"blur_sigma must be [low, high] with 0 <= low <= high, got {self.blur_sigma}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.val_max_images < 0 or self.workers < 0:
             raise ValueError("val_max_images and workers must be non-negative")
 

@@ -63,7 +63,7 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
                     if dist.is_main:
                         print(f"{name}: already done in {run.stage_dir(name)}, skipped")
                     continue
-                if name in ("finetune", "scratch") and not cfg.data.pairs:
+                if name in ("finetune", "scratch") and not (cfg.data.pairs or cfg.data.synth.online):
                     synthesize_pairs(cfg, run, dist)
                 if not train_stage(build_stage(name, cfg, run, dist.device), cfg.stages[name], ctx):
                     break

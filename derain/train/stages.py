@@ -22,7 +22,9 @@ from torch.utils.data import Dataset
 
 from derain.archs import Encoder, ImageNet, RecogNet
 from derain.archs.ttl import init_weights
-from derain.data import CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, UnpairedDataset
+from derain.data import CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, RainMixDataset, UnpairedDataset
+from derain.data.datasets import images_in
+from derain.data.families import holdout
 from derain.atomic import atomic_write
 from derain.hub import from_pretrained, save_pretrained
 from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
@@ -95,9 +97,16 @@ def save_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
     return lambda module: save_pretrained(module.net, run.model_dir(name), stage=name)
 
 
+def training_photos(folders: list[str], share: float) -> list[Path]:
+    """The clean photos under `folders` minus the validation suite's held-out share."""
+    files = [f for folder in folders for f in images_in(folder)]
+    return holdout(files, share=share)[0] if share else files
+
+
 def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["recog"]
-    folders = [(f, RAINY_LABEL) for f in cfg.data.real_rainy] + [(f, CLEAR_LABEL) for f in cfg.data.real_clear]
+    clear = training_photos(cfg.data.real_clear, cfg.data.holdout)
+    folders = [(f, RAINY_LABEL) for f in cfg.data.real_rainy] + [(f, CLEAR_LABEL) for f in clear]
     net = RecogNet(cfg.model)
     return Stage("recog", Supervised(net, recog_loss),
                  UnpairedDataset(folders, crop=s.crop, seed=cfg.seed, balanced=True),
@@ -108,7 +117,7 @@ def recon(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["recon"]
     net = ImageNet(cfg.model)
     return Stage("recon", Supervised(net, recon_loss),
-                 BlurDataset(cfg.data.real_clear, crop=s.crop, sigma_range=tuple(cfg.data.blur_sigma), seed=cfg.seed),
+                 BlurDataset(training_photos(cfg.data.real_clear, cfg.data.holdout), crop=s.crop, sigma_range=tuple(cfg.data.blur_sigma), seed=cfg.seed),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("recon", run))
 
 
@@ -133,6 +142,15 @@ def pairs_root(cfg: TrainConfig, run: RunDir) -> Path:
     return Path(cfg.data.pairs) if cfg.data.pairs else run.synth_dir(cfg.data.synth.rain_model)
 
 
+def pairs_dataset(cfg: TrainConfig, run: RunDir, crop: int):
+    """finetune's and scratch's pairs: data.pairs, rain drawn per crop (synth.online), or synthesised pairs."""
+    synth = cfg.data.synth
+    if synth.online and not cfg.data.pairs:
+        return RainMixDataset(training_photos([synth.clean], cfg.data.holdout), crop=crop, seed=cfg.seed,
+                              weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch)
+    return PairedDataset(pairs_root(cfg, run), crop=crop, seed=cfg.seed)
+
+
 def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["finetune"]
     net = ImageNet(cfg.student)  # a fresh D_dr
@@ -140,7 +158,7 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
               {"params": list(net.decoder.parameters()), "lr": s.lr}]
     return Stage("finetune", Supervised(net, recon_loss),
-                 PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed),
+                 pairs_dataset(cfg, run, s.crop),
                  groups, save_model("finetune", run), val_net=net)
 
 
@@ -148,7 +166,7 @@ def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["scratch"]
     net = ImageNet(cfg.student)
     return Stage("scratch", Supervised(net, recon_loss),
-                 PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed),
+                 pairs_dataset(cfg, run, s.crop),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("scratch", run), val_net=net)
 
 

@@ -1,0 +1,93 @@
+"""Rain families and the family mixer: what the fine-tuning pairs, V2 and the validation suite draw from.
+
+Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain families"):
+
+    light      one thin, sparse layer of linear streaks (Rain100L-like)
+    heavy      3-5 denser, wider layers at one angle (Rain100H-like)
+    photoshop  noise, Levels, Motion Blur and Screen (DDN / Rain1400-like)
+    haze       moderate streaks over a veil of airlight
+    camera     streaks, veil and sensor noise through a camera's tone curve, then JPEG
+    none       no rain: the clean photo itself, so the model learns to leave clean photos alone
+
+`mix_rain` draws a family by weight and then its parameters, so no two crops share their rain.
+`holdout` splits a list of photos by a hash of their names: the validation photos never change with
+the order or number of the others, and are never trained on.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from derain.data.synthesis import synthesize
+from derain.errors import DerainError
+
+FAMILIES: dict[str, tuple[str | None, dict]] = {
+    "light": ("linear", {"layers": 1, "density": (0.008, 0.03), "width": (1.0, 2.0), "length": (10.0, 40.0),
+                         "brightness": (0.4, 0.9)}),
+    "heavy": ("linear", {"layers": (3, 5), "density": (0.03, 0.08), "width": (1.0, 3.0), "length": (20.0, 60.0),
+                         "brightness": (0.5, 1.0), "angle_jitter": 8.0}),
+    "photoshop": ("photoshop", {}),
+    "haze": ("linear", {"layers": (1, 3), "density": (0.01, 0.04), "veil": (0.1, 0.35), "sheet": (0.0, 0.12)}),
+    "camera": ("camera", {}),
+    "none": (None, {}),
+}
+TRAIN_WEIGHTS = {"light": 0.2, "heavy": 0.2, "photoshop": 0.2, "haze": 0.1, "camera": 0.15, "none": 0.15}
+HOLDOUT_SHARE = 0.15  # of the clean photos: the validation suite's, never trained on
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """An H×W×3 float image in [0, 1] as it reads back after saving as JPEG at `quality`."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=int(quality))
+    return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
+
+
+def add_family_rain(clean: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Rain of one family on an H×W×3 float image in [0, 1]: (rainy float32, parameters drawn)."""
+    if family not in FAMILIES:
+        raise DerainError(f"unknown rain family {family!r}; choose from {', '.join(FAMILIES)}")
+    model, params = FAMILIES[family]
+    if model is None:
+        return np.asarray(clean, dtype=np.float32).copy(), {"family": family}
+    rainy, meta = synthesize(clean, model, rng, **params)
+    if "jpeg_quality" in meta:  # applied here, so the pair is saved losslessly afterwards
+        meta["jpeg_applied"] = meta.pop("jpeg_quality")
+        rainy = jpeg_round_trip(rainy, meta["jpeg_applied"])
+    return rainy, {"family": family, **meta}
+
+
+def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    unknown = sorted(set(weights) - set(FAMILIES))
+    if unknown:
+        raise DerainError(f"rain families: unknown {unknown}; the families are {', '.join(FAMILIES)}")
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise DerainError(f"rain family weights must be non-negative with a positive sum, got {dict(weights)}")
+    return {k: float(v) for k, v in weights.items()}
+
+
+def mix_rain(clean: np.ndarray, rng: np.random.Generator,
+             weights: Mapping[str, float] = TRAIN_WEIGHTS) -> tuple[np.ndarray, dict]:
+    """Rain of a family drawn by `weights`, with that family's parameters drawn too."""
+    names = list(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    return add_family_rain(clean, names[int(rng.choice(len(names), p=p / p.sum()))], rng)
+
+
+def _in_holdout(key: str, share: float) -> bool:
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def holdout(files: Sequence[Path], root: Path | None = None,
+            share: float = HOLDOUT_SHARE) -> tuple[list[Path], list[Path]]:
+    """(train, validation) by a hash of each file's path relative to `root` (its name if None)."""
+    train, val = [], []
+    for f in files:
+        key = (f.relative_to(root) if root else Path(f.name)).as_posix()
+        (val if _in_holdout(key, share) else train).append(f)
+    return train, val

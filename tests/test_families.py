@@ -1,0 +1,202 @@
+"""Rain families, the Photoshop-style generator, the family mixer, the held-out split and the suite."""
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from derain.archs import create_model
+from derain.cli import main
+from derain.data import RainMixDataset
+from derain.data.families import FAMILIES, add_family_rain, holdout, jpeg_round_trip, mix_rain
+from derain.data.synthesis import photoshop_layer, synthesize
+from derain.errors import DerainError
+from derain.suite import build_suite, score_suite, summarize
+from test_synthesis import angle_error, streak_angle
+
+
+def psnr(a, b) -> float:
+    return 10 * math.log10(1 / np.mean((np.asarray(a, np.float64) - b) ** 2))
+
+
+# ---- the Photoshop-style generator ----
+
+def test_photoshop_is_a_screen_blend_of_its_layer():
+    """On black, Screen at opacity o leaves o · layer; the layer peaks at `brightness`."""
+    black = np.zeros((96, 96, 3))
+    params = dict(layers=1, density=0.04, speck=0.6, length=20.0, angle=0.0, angle_jitter=0.0, brightness=0.8,
+                  opacity=0.75)
+    rainy, meta = synthesize(black, "photoshop", np.random.default_rng(3), **params)
+    layer = photoshop_layer((96, 96), 0.04, 0.6, 20.0, 0.0, 0.8, np.random.default_rng(3).spawn(0) or
+                            np.random.default_rng(3))
+    assert meta["opacity"] == 0.75 and len(meta["layers"]) == 1
+    assert np.allclose(rainy[..., 0], rainy[..., 2])  # grey rain
+    assert 0.75 * 0.8 * 0.95 <= rainy.max() <= 0.75 * 0.8 + 1e-6
+    assert layer.max() <= 0.8 + 1e-9
+
+
+def test_photoshop_only_brightens_and_follows_the_angle(make_scene):
+    clean = make_scene(160, 1)
+    for angle in (-25.0, 0.0, 20.0):
+        rainy, _ = synthesize(clean, "photoshop", np.random.default_rng(0), layers=1, angle=angle,
+                              angle_jitter=0.0, length=25.0, density=0.04)
+        assert (rainy >= clean - 1e-6).all()
+        assert angle_error(streak_angle(rainy, clean), angle) < 5
+
+
+def test_photoshop_density_sets_how_much_rain(make_scene):
+    clean = make_scene(128, 2)
+    fixed = dict(layers=1, speck=0.6, length=20.0, brightness=0.9, opacity=0.8)
+    scores = [psnr(synthesize(clean, "photoshop", np.random.default_rng(0), density=d, **fixed)[0], clean)
+              for d in (0.01, 0.04, 0.12)]
+    assert scores[0] > scores[1] > scores[2]
+
+
+# ---- the families: each has the statistics docs/datasets.md gives ----
+
+FAMILY_BANDS = {  # docs/datasets.md: input PSNR (dB) and mean added brightness (0-1) on a 128² scene
+    "light": ((22, 36), (0.0, 0.02)),
+    "heavy": ((13, 26), (0.01, 0.1)),
+    "photoshop": ((15, 34), (0.005, 0.13)),
+    "haze": ((16, 29), (0.015, 0.12)),
+    "camera": ((20, 35), (0.01, 0.08)),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_BANDS))
+def test_each_family_has_its_documented_statistics(make_scene, family):
+    (low, high), (b_low, b_high) = FAMILY_BANDS[family]
+    for seed in range(6):
+        clean = make_scene(128, seed % 3).astype(np.float64)
+        rainy, meta = add_family_rain(clean, family, np.random.default_rng(seed))
+        assert meta["family"] == family and rainy.shape == clean.shape and rainy.dtype == np.float32
+        assert low <= psnr(rainy, clean) <= high, (family, seed, psnr(rainy, clean))
+        assert b_low <= float((rainy - clean).mean()) <= b_high
+    if family == "heavy":
+        assert 3 <= len(meta["layers"]) <= 5
+    if family == "light":
+        assert len(meta["layers"]) == 1
+
+
+def test_family_light_is_lighter_than_heavy(make_scene):
+    clean = make_scene(128, 0).astype(np.float64)
+    light = np.mean([psnr(add_family_rain(clean, "light", np.random.default_rng(s))[0], clean) for s in range(4)])
+    heavy = np.mean([psnr(add_family_rain(clean, "heavy", np.random.default_rng(s))[0], clean) for s in range(4)])
+    assert light > heavy + 5
+
+
+def test_camera_family_is_saved_as_jpeg_and_none_is_untouched(make_scene):
+    clean = make_scene(64, 0).astype(np.float64)
+    rainy, meta = add_family_rain(clean, "camera", np.random.default_rng(0))
+    assert np.allclose(rainy * 255, np.round(rainy * 255), atol=1e-4)  # decoded 8-bit JPEG
+    assert np.array_equal(jpeg_round_trip(rainy, meta["jpeg_applied"]).shape, rainy.shape)
+    same, meta = add_family_rain(clean, "none", np.random.default_rng(0))
+    assert meta == {"family": "none"} and np.array_equal(same, clean.astype(np.float32))
+    with pytest.raises(DerainError, match="unknown rain family"):
+        add_family_rain(clean, "snow", np.random.default_rng(0))
+
+
+def test_the_mixer_draws_families_by_weight(make_scene):
+    clean = make_scene(32, 0).astype(np.float64)
+    rng = np.random.default_rng(0)
+    counts = Counter(mix_rain(clean, rng, {"light": 3, "none": 1})[1]["family"] for _ in range(400))
+    assert set(counts) == {"light", "none"} and 0.68 < counts["light"] / 400 < 0.82
+    with pytest.raises(DerainError, match="unknown"):
+        mix_rain(clean, rng, {"drizzle": 1})
+
+
+# ---- the held-out split ----
+
+def test_holdout_is_by_name_whatever_the_other_files(tmp_path):
+    files = [tmp_path / f"img_{i:03d}.png" for i in range(400)]
+    train, val = holdout(files, share=0.15)
+    assert 0.1 < len(val) / 400 < 0.2 and not set(train) & set(val) and len(train) + len(val) == 400
+    _, val_again = holdout(list(reversed(files[:200])) + files[300:], share=0.15)
+    assert set(val_again) == set(val) - set(files[200:300])
+
+
+# ---- the online training data ----
+
+def test_rain_mix_dataset_is_seeded_and_gives_clean_pairs_for_no_rain(tmp_path, make_image):
+    files = [make_image(tmp_path / f"{i}.png", 48, i) for i in range(3)]
+    ds = RainMixDataset(files, crop=32, seed=1, weights={"heavy": 1}, samples_per_epoch=5)
+    rainy, clean = ds[2]
+    assert rainy.shape == clean.shape == (3, 32, 32) and len(ds) == 5
+    assert torch.equal(ds[2][0], rainy) and not torch.equal(rainy, clean)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[2][0], rainy)
+    rainy, clean = RainMixDataset(files, crop=32, weights={"none": 1})[0]
+    assert torch.equal(rainy, clean)
+
+
+# ---- the validation suite ----
+
+@pytest.fixture
+def clean_photos(tmp_path, make_image):
+    root = tmp_path / "clean"
+    for i in range(12):
+        make_image(root / ("a" if i % 2 else "b") / f"p{i}.png", (40, 56), i)
+    return root
+
+
+def test_suite_is_deterministic_and_has_every_family(clean_photos, tmp_path):
+    meta = build_suite(clean_photos, tmp_path / "s1", seed=0, crop=32, share=0.5)
+    build_suite(clean_photos, tmp_path / "s2", seed=0, crop=32, share=0.5)
+    header = json.loads(meta.read_text())
+    names = sorted(p.name for p in (tmp_path / "s1" / "rainy").iterdir())
+    assert {n.split("__")[0] for n in names} == set(FAMILIES)
+    held = {e["source"] for e in header["pairs"]}
+    assert held == {p.relative_to(clean_photos).as_posix()
+                    for p in holdout(sorted(clean_photos.rglob("*.png")), share=0.5)[1]}
+    for name in names:
+        assert (tmp_path / "s1" / "rainy" / name).read_bytes() == (tmp_path / "s2" / "rainy" / name).read_bytes()
+
+
+def test_suite_scores_identity_and_a_darkening_model(clean_photos, tmp_path):
+    build_suite(clean_photos, tmp_path / "s", crop=32, share=0.5)
+    identity = summarize(score_suite(None, tmp_path / "s"))
+    assert identity["none"]["psnr"] == 100.0 and identity["none"]["worse_share"] == 0
+    assert all(identity[f]["gain"] == 0 for f in FAMILIES if f != "none")
+    darken = summarize(score_suite(lambda img: img // 2, tmp_path / "s"))
+    assert darken["none"]["worse_share"] == 1.0 and darken["none"]["brightness_shift"] < -20
+    assert darken["light"]["worse_share"] == 1.0 and darken["light"]["gain"] < 0
+
+
+def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir, capsys):
+    assert main(["suite", "--model", tiny_model_dir, "--clean", str(clean_photos), "--dir", str(tmp_path / "s"),
+                 "--crop", "32", "--out", str(tmp_path / "report")]) == 0
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(summary["families"]) == set(FAMILIES) | {"rain (all)"}
+    assert "| light |" in capsys.readouterr().out
+
+
+# ---- the full-resolution detail path ----
+
+def test_detail_path_decoder_any_size_and_gradients():
+    net = create_model({"dim": 8, "depth": 1, "num_heads": 2, "window_size": 4, "patch_size": 4,
+                        "local_reduction": 2, "se_window": 3, "spp_kernels": [3], "detail_dim": 6})
+    assert net.decoder.detail is not None
+    img = torch.rand(1, 3, 37, 50, requires_grad=True)
+    out = net(img)
+    assert out.shape == img.shape
+    out.sum().backward()
+    assert net.decoder.detail.detail[0].weight.grad.abs().sum() > 0
+    # a pixel's output depends on its full-resolution neighbours through the detail path
+    g = torch.autograd.grad(net(img)[0, 0, 20, 20], img)[0][0].abs().sum(0)
+    assert g[20, 21] > 0 and g[21, 20] > 0
+
+
+def test_synth_command_makes_photoshop_and_mixed_pairs(clean_photos, tmp_path):
+    assert main(["synth", str(clean_photos), "-o", str(tmp_path / "ps"), "--model", "photoshop", "--n", "2",
+                 "--opacity", "0.8", "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "ps" / "meta.json").read_text())
+    assert all(p["opacity"] == 0.8 and p["model"] == "photoshop" for p in meta["pairs"])
+    assert main(["synth", str(clean_photos), "-o", str(tmp_path / "mix"), "--model", "mix", "--n", "8",
+                 "--families", "heavy=1,none=1", "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "mix" / "meta.json").read_text())
+    assert {p["family"] for p in meta["pairs"]} == {"heavy", "none"}
+    assert all(p["rainy"].endswith(".png") for p in meta["pairs"])
+    assert main(["synth", str(clean_photos), "-o", str(tmp_path / "x"), "--families", "light=1"]) == 2
