@@ -24,3 +24,19 @@ def test_rain_layer_splits_a_known_lift_and_a_known_stripe(tmp_path, make_scene,
     assert abs(low - 295) < 15 and high < 1
     lift, spread, slope, low, high = rows["stripes"]
     assert abs(lift - 8.6) < 0.6 and low < 80 and high > 60
+
+
+def test_carry_run_round_trips_a_run_without_tensorboard(tmp_path):
+    run = tmp_path / "run"
+    (run / "scratch").mkdir(parents=True)
+    (run / "tb" / "scratch").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "scratch" / "latest.json").write_text('{"step": 5}')
+    (run / "tb" / "scratch" / "events").write_text("x")
+    script = str(ROOT / "scripts" / "carry_run.py")
+    subprocess.run([sys.executable, script, "pack", str(run), str(tmp_path / "c.tar.gz")], check=True)
+    subprocess.run([sys.executable, script, "unpack", str(tmp_path / "c.tar.gz"), str(tmp_path / "new")], check=True)
+    assert (tmp_path / "new" / "scratch" / "latest.json").read_text() == '{"step": 5}'
+    assert not (tmp_path / "new" / "tb").exists()
+    again = subprocess.run([sys.executable, script, "unpack", str(tmp_path / "c.tar.gz"), str(tmp_path / "new")])
+    assert again.returncode != 0
