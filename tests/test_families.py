@@ -200,3 +200,31 @@ def test_synth_command_makes_photoshop_and_mixed_pairs(clean_photos, tmp_path):
     assert {p["family"] for p in meta["pairs"]} == {"heavy", "none"}
     assert all(p["rainy"].endswith(".png") for p in meta["pairs"])
     assert main(["synth", str(clean_photos), "-o", str(tmp_path / "x"), "--families", "light=1"]) == 2
+
+
+def test_training_draws_rain_online_and_never_sees_held_out_photos(clean_photos, tmp_path):
+    from derain.train.config import load_train_config, resolve_data
+    from derain.train.pipeline import train
+    from derain.train.rundir import RunDir
+    from derain.train.stages import build_stage, training_photos
+
+    config = {
+        "model": {"dim": 8, "depth": 1, "num_heads": 2, "window_size": 4, "patch_size": 2, "local_reduction": 2,
+                  "se_window": 3, "spp_kernels": [3], "detail_dim": 4},
+        "device": "cpu",
+        "data": {"real_clear": [str(clean_photos / "a"), str(clean_photos / "b")], "holdout": 0.5,
+                 "synth": {"clean": str(clean_photos), "online": True, "families": {"light": 1, "none": 1},
+                           "samples_per_epoch": 8}},
+        "train": {"iters": 3, "batch_size": 4, "crop": 16, "log_every": 1, "val_every": 0},
+    }
+    held = set(holdout(sorted(clean_photos.rglob("*.png")), share=0.5)[1])
+    cfg = load_train_config(config)
+    cfg.data = resolve_data(cfg.data, ["scratch", "recon"])
+    assert set(training_photos(cfg.data.real_clear, 0.5)) == set(clean_photos.rglob("*.png")) - held
+    stage = build_stage("scratch", cfg, RunDir(tmp_path / "probe"), torch.device("cpu"))
+    assert isinstance(stage.dataset, RainMixDataset) and not set(stage.dataset.files) & held
+    assert stage.dataset.weights == {"light": 1.0, "none": 1.0}
+    run = train(config, tmp_path / "run", stages=["scratch"])
+    assert run.is_done("scratch") and not (tmp_path / "run" / "data").exists()  # nothing synthesised to disk
+    with pytest.raises(DerainError, match="families"):
+        load_train_config({**config, "data": {**config["data"], "synth": {"online": True, "families": {"hail": 1}}}})
