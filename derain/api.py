@@ -2,11 +2,14 @@
 have it (numpy array, PIL image or torch tensor) and returns the derained image the same way.
 
     import derain
+    from PIL import Image
+    rainy = Image.open("photo.jpg")  # or a numpy array / torch tensor
     m = derain.load()            # the bundled model, or derain.load("path/to/model_dir")
     clean = m(rainy)             # same type, dtype and shape as `rainy`
 """
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -14,10 +17,12 @@ import numpy as np
 import torch
 
 from derain.errors import DerainError
-from derain.hub import CONFIG_NAME, from_pretrained, read_config
-from derain.inference import autocast_dtype, derain_tensor, model_forward, parse_bytes, select_device
+from derain.hub import from_pretrained, read_config, resolve_model
+from derain.inference import (autocast_dtype, check_tiling, derain_tensor, model_forward, parse_bytes,
+                              select_device)
 
 _SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
+FLOAT_TOLERANCE = 0.01  # float images may overshoot 1 by this much (rounding, resampling)
 _SHAPES = "H×W, H×W×C or N×H×W×C with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA)"
 
 
@@ -27,14 +32,9 @@ def bundled_model_dir() -> Path:
 
 
 def load_network(path: str | Path | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The deraining network of a model directory (config.json + model.safetensors), in eval mode.
-    `path=None` loads the bundled model."""
-    if path is None:
-        path = bundled_model_dir()
-        if not (path / CONFIG_NAME).is_file():
-            raise DerainError(f"no bundled model is installed (nothing in {path}); pass --model DIR "
-                              "(or derain.load(DIR)) with a model directory holding config.json and "
-                              "model.safetensors")
+    """The deraining network of a model (see `derain.hub.resolve_model`: None or 'bundled' for the
+    shipped model, a model directory or a training run directory), in eval mode."""
+    path = resolve_model(path)
     architecture = read_config(path).get("architecture", "ImageNet")
     if architecture != "ImageNet":
         raise DerainError(f"{path}: holds a {architecture}, not a deraining network (ImageNet)")
@@ -44,23 +44,39 @@ def load_network(path: str | Path | None = None, device: str | torch.device = "c
 def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
          overlap: int = 32, tta: bool = False, precision: str | None = None,
          max_memory: int | str | None = None) -> "Derainer":
-    """Load a model directory (None: the bundled model) as a `Derainer`.
+    """Load a model (None or "bundled": the shipped model; a model directory; a training run
+    directory) as a `Derainer`.
 
     device: None/"auto" picks cuda, then mps, then cpu. tile: tile side in pixels, 0 for a single
     pass, None to pick it from `max_memory` (bytes or a string like "2GB"; default 1 GiB).
     tta: average the 8 flips/rotations. precision: "fp32", or "fp16"/"bf16" on a GPU.
+    Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
+    give a warning.
     """
     torch_device = select_device(device)
     amp = autocast_dtype(precision, torch_device)
     net = load_network(path, torch_device)
+    slow = check_tiling(net.config, tile, overlap, max_memory, dtype_bytes=4 if amp is None else 2)
+    if slow:
+        warnings.warn(slow, stacklevel=2)
     return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
                     max_memory=None if max_memory is None else parse_bytes(max_memory))
+
+
+class FloatRangeError(DerainError, ValueError):
+    """A float image with values above 1: a ValueError for API callers, one line for the CLI."""
+
+    def __init__(self, top: float):
+        super().__init__(f"float images are expected in [0, 1], but this one reaches {top:g}; for 0..255 "
+                         "values pass uint8 (array.astype(np.uint8)) or divide by 255")
+        self.top = top
 
 
 class Derainer:
     """Callable deraining model. Accepts and returns, with the same type, dtype and shape:
 
-    - numpy arrays: H×W, H×W×C or N×H×W×C (C = 1, 2, 3, 4), uint8, uint16 or float in [0, 1];
+    - numpy arrays: H×W, H×W×C or N×H×W×C (C = 1, 2, 3, 4), uint8, uint16 or float in [0, 1]
+      (floats above 1 raise ValueError: pass 0..255 images as uint8);
     - PIL images (palette images come back as RGB/RGBA);
     - torch tensors: C×H×W or B×C×H×W, uint8 or float in [0, 1], on any device.
 
@@ -100,14 +116,17 @@ class Derainer:
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:
         """N×C×H×W (C = 1..4), any supported dtype -> the same, derained; one image at a time."""
+        channels = x.shape[1]
+        colour = 3 if channels >= 3 else 1
         if x.dtype in _SCALES:
             scale = _SCALES[x.dtype]
         elif x.dtype.is_floating_point:
             scale = 1.0
+            top = float(x[:, :colour].amax()) if x.numel() else 0.0
+            if top > 1.0 + FLOAT_TOLERANCE:
+                raise FloatRangeError(top)
         else:
             raise DerainError(f"unsupported image dtype {x.dtype}; use uint8, uint16 or a float type in [0, 1]")
-        channels = x.shape[1]
-        colour = 3 if channels >= 3 else 1
         outputs = []
         for item in x:
             rgb = item[None, :colour].to(torch.float32) / scale

@@ -95,10 +95,10 @@ def run_model(model: Model, image: np.ndarray, name: str, save_dir: Path | None)
 
 
 def progress(items: list, what: str) -> Iterator:
-    """A progress bar on terminals, silent otherwise."""
-    from tqdm import tqdm
+    """A progress bar on terminals; in logs, a line every few seconds (derain.console)."""
+    from derain.console import progress_bar
 
-    return iter(tqdm(items, desc=what, unit="img", disable=None, leave=False))
+    return iter(progress_bar(items, desc=what, unit="img", disable=None, leave=False))
 
 
 def score_pairs(pairs: list, metrics: list[str], protocol: str, predict: Predictor | None = None,
@@ -123,19 +123,31 @@ def folder_predictor(folder: str | Path, pairs: list) -> Predictor:
     """Read each pair's prediction from ``folder``, a file named like the pair (any image extension)."""
     from derain.imageio import read_image_uint8
 
+    from derain.console import some_names
+
     index = index_by_stem(folder)
     missing = [pair.name for pair in pairs if pair.name not in index]
     if missing:
-        raise DerainError(f"{folder}: no prediction for {len(missing)} image(s), e.g. {missing[0]!r}")
+        raise DerainError(f"{folder}: no prediction for {len(missing)} image(s): {some_names(missing)}")
     return lambda pair, rainy: read_image_uint8(index[pair.name])
 
 
 def match_by_stem(pred_dir: str | Path, clean_dir: str | Path) -> list[tuple[str, Path, Path]]:
-    """(name, prediction, clean) triples whose files share a stem (relative path without extension)."""
+    """(name, prediction, clean) triples whose files share a stem (relative path without extension).
+    A clean image without a prediction is an error (the scores would cover part of the set); a
+    prediction without a clean image is left out with a warning. Both name the unmatched files."""
+    from derain.console import some_names, warn
+
     preds, cleans = index_by_stem(pred_dir), index_by_stem(clean_dir)
-    missing = sorted(set(cleans) - set(preds))
-    if missing:
-        raise DerainError(f"{pred_dir}: no prediction for {len(missing)} clean image(s), e.g. {missing[0]!r}")
+    no_prediction, no_clean = sorted(set(cleans) - set(preds)), sorted(set(preds) - set(cleans))
+    extra = (f"{len(no_clean)} prediction(s) have no clean image in {clean_dir}: {some_names(no_clean)}"
+             if no_clean else "")
+    if no_prediction:
+        raise DerainError(f"{pred_dir}: no prediction for {len(no_prediction)} clean image(s): "
+                          f"{some_names(no_prediction)}{'; ' + extra if extra else ''} "
+                          "(files are matched by path without extension)")
+    if no_clean:
+        warn(f"{pred_dir}: scoring {len(cleans)} of {len(preds)} predictions; {extra}")
     return [(name, preds[name], cleans[name]) for name in sorted(cleans)]
 
 

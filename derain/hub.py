@@ -2,6 +2,8 @@
 
 A directory written by `save_pretrained` can be shared as is and loaded with
 `from_pretrained` (or `derain.load`). Weights load through safetensors only: nothing is unpickled.
+`resolve_model` turns what a user names as a model (`bundled`, a model directory or a training
+run directory) into a model directory, for every command and `derain.load`.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from derain.errors import DerainError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ARCHITECTURES = {"ImageNet": ImageNet, "RecogNet": RecogNet}
+BUNDLED_NAMES = ("bundled", "default")  # the shipped model; write ./bundled for a folder of that name
+RUN_CONFIG = "config.yaml"  # marks a training run directory (derain.train.rundir)
 
 
 def save_pretrained(model: torch.nn.Module, directory: str | Path, **info) -> Path:
@@ -33,6 +37,35 @@ def save_pretrained(model: torch.nn.Module, directory: str | Path, **info) -> Pa
     atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp))
     atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     return directory
+
+
+def resolve_model(spec: str | Path | None) -> Path:
+    """The model directory that `spec` names: None, 'bundled' or 'default' for the shipped model,
+    a model directory, or a training run directory (its V1 `model/`, else its V2 `scratch_model/`)."""
+    if spec is None or str(spec) in BUNDLED_NAMES:
+        from derain import api  # keeps bundled_model_dir, where tests and callers replace it
+
+        path = api.bundled_model_dir()
+        if not (path / CONFIG_NAME).is_file():
+            raise DerainError(f"no bundled model is installed (nothing in {path}); pass --model DIR "
+                              "(or derain.load(DIR)) with a model directory holding config.json and "
+                              "model.safetensors")
+        return path
+    path = Path(spec)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / RUN_CONFIG).is_file():
+        from derain.train.rundir import MODEL_DIRS
+
+        for stage in ("finetune", "scratch"):
+            if (path / MODEL_DIRS[stage] / CONFIG_NAME).is_file():
+                return path / MODEL_DIRS[stage]
+        raise DerainError(f"{spec}: a training run without a finished model (no {MODEL_DIRS['finetune']}/ "
+                          f"or {MODEL_DIRS['scratch']}/ yet); finish the run or name a model directory")
+    what = "folder" if path.is_dir() else "file" if path.exists() else None
+    problem = f"a {what} that is neither a model directory ({CONFIG_NAME}) nor a training run" if what else "not found"
+    raise DerainError(f"{spec}: {problem}; name a model as {' or '.join(BUNDLED_NAMES)}, "
+                      f"a model directory or a training run directory")
 
 
 def read_config(directory: str | Path) -> dict:

@@ -10,6 +10,7 @@ radius of its inner edges; the blending ramps give those pixels weight 0 (see `a
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 
@@ -44,6 +45,29 @@ def select_device(name: str | None = None) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise DerainError(f"device {name!r} requested but MPS is not available")
     return device
+
+
+def default_threads() -> int:
+    """CPU threads for torch when none are asked for: the cores this process may run on (affinity
+    and cgroup quota), less those the system load says are busy. Oversubscribed cores cost far
+    more than an idle one saves: with one of two cores busy, 2 threads ran 3-7x slower than 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    threads = min(cores, torch.get_num_threads())
+    if cores == os.cpu_count() and hasattr(os, "getloadavg"):  # the load average counts every core
+        threads -= int(os.getloadavg()[0] + 0.5)
+    return max(1, threads)
+
+
+def _cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs allowed by a cgroup v2 quota ("200000 100000" -> 2.0), None when unlimited or unknown."""
+    try:
+        quota, period = open(path).read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
 
 
 def autocast_dtype(precision: str | None, device: torch.device) -> torch.dtype | None:
@@ -100,14 +124,18 @@ def activation_bytes_per_pixel(cfg: ModelConfig, dtype_bytes: int = 4) -> float:
     return per_token * dtype_bytes / cfg.patch_size ** 2
 
 
-def tile_for_budget(cfg: ModelConfig, max_memory: int, overlap: int, dtype_bytes: int = 4) -> int:
-    """The largest aligned square tile whose activations fit in `max_memory` bytes."""
+def tile_for_budget(cfg: ModelConfig, max_memory: int, overlap: int, dtype_bytes: int = 4,
+                    given: str | None = None) -> int:
+    """The largest aligned square tile whose activations fit in `max_memory` bytes (`given`: the
+    budget as the user wrote it, for the error message)."""
     side = math.isqrt(int(max_memory / activation_bytes_per_pixel(cfg, dtype_bytes)))
     side -= side % alignment(cfg)
     smallest = 2 * overlap + alignment(cfg)
     if side < smallest:
-        raise DerainError(f"max memory {max_memory / 2**20:.0f} MiB is too small for overlap {overlap}: "
-                          f"tiles need at least {smallest}×{smallest} pixels; lower --overlap or raise the budget")
+        need = smallest ** 2 * activation_bytes_per_pixel(cfg, dtype_bytes)
+        raise DerainError(f"max memory {given or format_bytes(max_memory)} is too small for overlap {overlap}: "
+                          f"tiles need at least {smallest}×{smallest} pixels, about {format_bytes(need)}; "
+                          "lower --overlap or raise the budget")
     return side
 
 
@@ -133,16 +161,54 @@ def align_tiling(cfg: ModelConfig, tile: int | None, overlap: int) -> tuple[int 
     step = alignment(cfg)
     if overlap < 0:
         raise DerainError(f"overlap must be >= 0, got {overlap}")
-    overlap = -(-overlap // step) * step
+    aligned_overlap = -(-overlap // step) * step
     if tile is None or tile == 0:
-        return tile, overlap
+        return tile, aligned_overlap
     if tile < 0:
         raise DerainError(f"tile must be >= 0, got {tile}")
-    tile -= tile % step
-    if tile < 2 * overlap + step:
-        raise DerainError(f"tile {tile} is too small for overlap {overlap} (aligned to {step} px): "
-                          f"use a tile of at least {2 * overlap + step}")
-    return tile, overlap
+    aligned_tile = tile - tile % step
+    smallest = 2 * aligned_overlap + step
+    if aligned_tile < smallest:
+        raise DerainError(f"tile {_rounded(tile, aligned_tile, 'down', step)} is too small for overlap "
+                          f"{_rounded(overlap, aligned_overlap, 'up', step)}: use a tile of at least {smallest}, "
+                          "or a smaller overlap")
+    return aligned_tile, aligned_overlap
+
+
+def _rounded(given: int, aligned: int, way: str, step: int) -> str:
+    """`16 (rounded down to 0, a multiple of 32 px)`: the value as given, then as aligned."""
+    return str(given) if given == aligned else f"{given} (rounded {way} to {aligned}, a multiple of {step} px)"
+
+
+OVERLAP_WARNING = 2.0  # warn when overlapping tiles cost this many times the work of one pass
+
+
+def check_tiling(cfg: ModelConfig, tile: int | None, overlap: int, max_memory: int | str | None,
+                 dtype_bytes: int = 4) -> str | None:
+    """Check the tiling options once, before any image (errors name the values as given). Returns
+    a warning when the tiles they allow are so small that recomputed overlap dominates, else None."""
+    tile_aligned, overlap_aligned = align_tiling(cfg, tile, overlap)
+    if tile == 0 or (tile is None and max_memory is None):
+        return None  # never tiled, or tiles of at least CPU_TILE
+    if tile is None:
+        side = tile_for_budget(cfg, parse_bytes(max_memory), overlap_aligned, dtype_bytes, given=str(max_memory))
+        source = f"max memory {max_memory}"
+    else:
+        side, source = tile_aligned, f"tile {tile}"
+    work = (side / (side - overlap_aligned)) ** 2
+    if work < OVERLAP_WARNING:
+        return None
+    return (f"{source} makes {side}-px tiles that overlap by {overlap_aligned} px: about {work:.1f}× the work "
+            "of one pass; raise it or lower --overlap")
+
+
+def format_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{size:.3g} TiB"
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)

@@ -131,3 +131,29 @@ def test_a_recognition_network_is_refused(tmp_path):
     save_pretrained(create_model("tiny", head="recog"), tmp_path)
     with pytest.raises(DerainError, match="not a deraining network"):
         derain.load(tmp_path)
+
+
+@pytest.mark.parametrize("convert", [lambda a: a, lambda a: torch.from_numpy(a).permute(2, 0, 1)])
+def test_floats_above_one_are_a_value_error_not_a_white_image(m, rgb, convert):
+    as_0_255 = rgb * 255.0
+    as_0_255[0, 0, 0] = 255.0
+    with pytest.raises(ValueError, match=r"float images are expected in \[0, 1\], but this one reaches 255;.*uint8"):
+        m(convert(as_0_255))
+    m(convert(np.minimum(rgb * 1.005, 1.005).astype(np.float32)))  # rounding overshoot is tolerated
+
+
+def test_bad_tiling_is_refused_at_load_naming_the_values_given(tiny_model_dir):
+    with pytest.raises(DerainError, match=r"tile 20 \(rounded down to 16, a multiple of 16 px\) is too small for "
+                                          r"overlap 20 \(rounded up to 32, a multiple of 16 px\)"):
+        derain.load(tiny_model_dir, device="cpu", tile=20, overlap=20)
+    with pytest.raises(DerainError, match="max memory 1KB is too small"):
+        derain.load(tiny_model_dir, device="cpu", max_memory="1KB")
+    with pytest.warns(UserWarning, match="tile 96 makes 96-px tiles that overlap by 32 px: about 2.2×"):
+        derain.load(tiny_model_dir, device="cpu", tile=96)
+
+
+@pytest.mark.parametrize("name", ["bundled", "default", None])
+def test_the_bundled_model_has_a_name(monkeypatch, tiny_model_dir, name):
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: Path(tiny_model_dir))
+    assert derain.load(name, device="cpu").config == create_model("tiny").config
+    assert api.load_network(name).config == create_model("tiny").config

@@ -118,7 +118,26 @@ class TestEval:
         code = main(["eval", "--pred", str(tmp_path / "pred"), "--clean", str(dataset / "target"),
                      "--out", str(tmp_path / "out")])
         err = capsys.readouterr().err
-        assert code == 2 and "no prediction for 3 clean image(s)" in err and err.count("\n") == 1
+        assert code == 2 and "no prediction for 3 clean image(s): chelsea, coffee, rocket" in err
+        assert err.count("\n") == 1
+
+    def test_unmatched_files_are_named_both_ways(self, dataset, tmp_path, capsys):
+        pred = tmp_path / "pred"
+        for name in ["astronaut", "extra1", "extra2", "extra3", "extra4"]:
+            _save(pred / f"{name}.png", _photo("astronaut"))
+        clean = tmp_path / "clean"
+        _save(clean / "astronaut.png", _photo("astronaut"))
+        assert main(["eval", "--pred", str(pred), "--clean", str(clean), "--out", str(tmp_path / "out")]) == 0
+        out, err = capsys.readouterr()
+        assert err == (f"derain: warning: {pred}: scoring 1 of 5 predictions; 4 prediction(s) have no clean image "
+                       f"in {clean}: extra1, extra2, extra3 and 1 more\n")
+        assert "derain eval: 1 images" in out and _read_json(tmp_path / "out" / "summary.json")["images"] == 1
+
+        _save(clean / "lonely.png", _photo("coffee"))
+        assert main(["eval", "--pred", str(pred), "--clean", str(clean), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert "no prediction for 1 clean image(s): lonely; 4 prediction(s) have no clean image" in err
+        assert err.count("\n") == 1
 
     def test_runs_a_model_and_saves_its_outputs(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--model", "some-model", "--data", str(dataset), "--save", str(tmp_path / "pred"),
@@ -237,3 +256,17 @@ def test_eval_runs_a_real_model_directory(tmp_path):
                  "--save", str(tmp_path / "pred"), "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["chelsea.png", "coffee.png"]
     assert _read_json(tmp_path / "out" / "summary.json")["model"] == str(model_dir)
+
+
+def test_eval_and_compare_take_the_bundled_model_by_name(tmp_path, monkeypatch, tiny_model_dir):
+    from derain import api
+
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: Path(tiny_model_dir))
+    for name in ("coffee", "chelsea"):
+        _save(tmp_path / "data" / "target" / f"{name}.png", _photo(name)[:64, :64])
+        _save(tmp_path / "data" / "input" / f"{name}.png", _rain(_photo(name), 0)[:64, :64])
+    assert main(["eval", "--model", "bundled", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "e")]) == 0
+    assert main(["compare", "--models", "shipped=bundled", f"tiny={tiny_model_dir}", "--data",
+                 f"d={tmp_path / 'data'}", "-o", str(tmp_path / "c")]) == 0
+    results = _read_json(tmp_path / "c" / "compare.json")["results"]
+    assert results["shipped"] == results["tiny"]

@@ -7,7 +7,7 @@ import torch
 from derain.archs import create_model
 from derain.cli import main
 from derain.errors import DerainError
-from derain.hub import from_pretrained, save_pretrained
+from derain.hub import from_pretrained, resolve_model, save_pretrained
 
 
 def test_save_and_load_model_directory_round_trips(tmp_path):
@@ -68,3 +68,31 @@ def test_atomic_writes_get_ordinary_permissions_and_leave_no_temp_on_failure(tmp
     with pytest.raises(RuntimeError):
         atomic_write(tmp_path / "x.txt", fail)
     assert list(tmp_path.glob("*x.txt*")) == []
+
+
+def test_model_names_resolve_to_model_directories(tmp_path, monkeypatch):
+    from derain import api
+
+    monkeypatch.setattr(api, "bundled_model_dir", lambda: tmp_path / "shipped")
+    with pytest.raises(DerainError, match="no bundled model is installed"):
+        resolve_model("bundled")
+    save_pretrained(create_model("tiny"), tmp_path / "shipped")
+    assert resolve_model(None) == resolve_model("bundled") == resolve_model("default") == tmp_path / "shipped"
+    assert resolve_model(tmp_path / "shipped") == tmp_path / "shipped"
+
+    run = tmp_path / "run"
+    (run).mkdir()
+    (run / "config.yaml").write_text("model: tiny\n")
+    with pytest.raises(DerainError, match="a training run without a finished model"):
+        resolve_model(run)
+    save_pretrained(create_model("tiny"), run / "scratch_model")
+    assert resolve_model(str(run)) == run / "scratch_model"  # V2 only
+    save_pretrained(create_model("tiny"), run / "model")
+    assert resolve_model(run) == run / "model"  # V1 first
+
+    with pytest.raises(DerainError, match="missing: not found; name a model as bundled or default, a model "
+                                          "directory or a training run directory"):
+        resolve_model(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DerainError, match="plain: a folder that is neither a model directory"):
+        resolve_model(tmp_path / "plain")

@@ -177,3 +177,56 @@ def test_half_precision_on_gpu_is_close_to_fp32():
     full = model_forward(net, torch.device("cuda"))(x)
     half = model_forward(net, torch.device("cuda"), torch.float16)(x)
     assert half.device == x.device and (half - full).abs().max() < 2e-2
+
+
+@pytest.mark.parametrize("tile, overlap, words", [
+    (16, 32, "tile 16 (rounded down to 0, a multiple of 32 px) is too small for overlap 32: use a tile of at least 96"),
+    (90, 20, "tile 90 (rounded down to 64, a multiple of 32 px) is too small for overlap 20 (rounded up to 32, "
+             "a multiple of 32 px): use a tile of at least 96"),
+    (64, 32, "tile 64 is too small for overlap 32: use a tile of at least 96"),
+])
+def test_tiling_errors_name_the_value_given_then_the_aligned_one(tile, overlap, words):
+    cfg = create_model("default").config  # aligned to 4 × 8 = 32 px
+    with pytest.raises(DerainError) as error:
+        inference.align_tiling(cfg, tile, overlap)
+    assert str(error.value) == words + ", or a smaller overlap"
+
+
+def test_check_tiling_warns_when_overlap_dominates():
+    cfg = create_model("default").config  # 272 bytes per pixel
+    assert inference.check_tiling(cfg, None, 32, None) is None
+    assert inference.check_tiling(cfg, None, 32, "10MB") is None  # 192-px tiles: 1.4× the work
+    warning = inference.check_tiling(cfg, 160, 64, None)
+    assert "tile 160 makes 160-px tiles that overlap by 64 px: about 2.8× the work" in warning
+    assert inference.check_tiling(cfg, 0, 32, "1KB") is None  # never tiled: the budget does not matter
+    with pytest.raises(DerainError, match="max memory 1KB is too small for overlap 32: tiles need at least "
+                                          "96×96 pixels, about 2.39 MiB"):
+        inference.check_tiling(cfg, None, 32, "1KB")
+
+
+def test_default_threads_are_the_free_cores_of_this_process(monkeypatch):
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(inference.torch, "get_num_threads", lambda: 8)
+    monkeypatch.setattr(inference, "_cgroup_cpu_quota", lambda: None)
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    assert inference.default_threads() == 4
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # one core busy elsewhere
+    assert inference.default_threads() == 3
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert inference.default_threads() == 1
+    monkeypatch.setattr(inference, "_cgroup_cpu_quota", lambda: 1.5)  # a container allowed 1.5 CPUs
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert inference.default_threads() == 2
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 64)  # 4 of 64 cores: the load is other cores'
+    monkeypatch.setattr(inference, "_cgroup_cpu_quota", lambda: None)
+    monkeypatch.setattr(inference.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    assert inference.default_threads() == 4
+
+
+def test_cgroup_quota_is_read(tmp_path):
+    (tmp_path / "limited").write_text("150000 100000\n")
+    (tmp_path / "free").write_text("max 100000\n")
+    assert inference._cgroup_cpu_quota(str(tmp_path / "limited")) == 1.5
+    assert inference._cgroup_cpu_quota(str(tmp_path / "free")) is None
+    assert inference._cgroup_cpu_quota(str(tmp_path / "missing")) is None

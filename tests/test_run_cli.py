@@ -1,9 +1,12 @@
-"""`derain run`: batches of mixed good and bad files, formats, metadata, bit depth, alpha, gray."""
+"""`derain run`: batches of mixed good and bad files, formats, metadata, bit depth, alpha, gray; what a
+run says (nothing found, skipped outputs, bad options, progress in logs)."""
+import json
 import os
 
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image, ImageCms, ImageOps
 
 import derain
@@ -63,19 +66,40 @@ def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, tiny_model_dir,
 
 def test_inputs_are_never_written_over(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(PIXELS).save(tmp_path / "sub" / "b.png")
     before = (tmp_path / "a.png").read_bytes()
-    assert run(tiny_model_dir, tmp_path, "-o", tmp_path, "--overwrite") == 1
-    assert (tmp_path / "a.png").read_bytes() == before
+    assert run(tiny_model_dir, tmp_path / "a.png", tmp_path / "sub" / "b.png", "-o", tmp_path, "--overwrite") == 1
+    assert (tmp_path / "a.png").read_bytes() == before and (tmp_path / "b.png").is_file()
     assert "would overwrite an input" in capsys.readouterr().err
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path, "--overwrite") == 2  # a folder into itself
+    assert (tmp_path / "a.png").read_bytes() == before
+    assert "is the output folder" in capsys.readouterr().err
 
 
-def test_an_output_folder_that_cannot_be_written(tmp_path, tiny_model_dir, capsys):
+@pytest.fixture
+def no_model_work(monkeypatch):
+    """Fail the test if a model is loaded: for checks that must come before any model work."""
+    from derain import api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(api, "load", refuse)
+
+
+@pytest.mark.parametrize("output, words", [("blocker", "-o {out}: is a file"),
+                                           ("blocker/out", "cannot be made: {tmp}/blocker is a file")])
+def test_an_output_that_is_not_a_folder_is_refused_before_any_work(tmp_path, tiny_model_dir, capsys, no_model_work,
+                                                                   output, words):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     Image.fromarray(PIXELS).save(tmp_path / "b.png")
     (tmp_path / "blocker").write_text("a file where the output folder should be")
-    assert run(tiny_model_dir, tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "blocker" / "out") == 1
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all("cannot write" in line for line in errors)
+    out = tmp_path / output
+    assert run(tiny_model_dir, tmp_path / "a.png", tmp_path / "b.png", "-o", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words.format(out=out, tmp=tmp_path) in err
+    assert (tmp_path / "blocker").read_text() == "a file where the output folder should be"
 
 
 def test_an_unreadable_input_is_reported_and_the_batch_goes_on(tmp_path, tiny_model_dir, capsys, monkeypatch):
@@ -115,7 +139,7 @@ def test_globs_keep_paths_relative_to_their_fixed_part(tmp_path, tiny_model_dir,
     monkeypatch.chdir(tmp_path)
     assert run(tiny_model_dir, "photos/*/*", "-o", "out") == 0
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*"))
-    assert written == ["x/a.png", "y/b.png"]
+    assert written == [".derain-run.json", "x/a.png", "y/b.png"]  # the record of options, and the images
 
 
 def test_format_option_and_jpeg_quality(tmp_path, tiny_model_dir):
@@ -225,3 +249,162 @@ def test_fit_to_format_converts_only_what_the_format_cannot_hold(mode, channels,
     out, out_mode = fit_to_format(pixels, mode, fmt)
     assert out_mode == expected_mode and (out.shape[2] if out.ndim == 3 else 1) == expected_channels
     assert out.max() == 255 or out_mode == mode
+
+
+# ---------------------------------------------------------------- what a run says, and what it never does
+
+def test_an_output_folder_inside_the_input_tree_is_never_read_as_input(tmp_path, tiny_model_dir, capsys):
+    tree, out = tmp_path / "tree", tmp_path / "tree" / "derained"
+    for name in ("a.png", "sub/b.png"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(PIXELS).save(tree / name)
+    for _ in range(2):
+        assert run(tiny_model_dir, tree, "-r", "-o", out) == 0
+    assert run(tiny_model_dir, f"{tree}/**/*.png", "-o", out) == 0  # a glob that reaches into the output
+    err = capsys.readouterr().err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
+    assert "would overwrite" not in err and "error" not in err
+    assert f"left out 2 image(s) under the output folder {out}" in err
+
+
+@pytest.mark.parametrize("files, words", [
+    ([], "no image files"),
+    (["notes.txt"], "no image files"),
+    (["sub/a.png", "sub/deeper/b.png"], "no image files directly inside, 2 in sub-folders; add -r"),
+])
+def test_nothing_to_derain_says_so_and_fails(tmp_path, tiny_model_dir, capsys, files, words):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in files:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(PIXELS).save(src / name, format="PNG")
+    assert run(tiny_model_dir, src, "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err == f"derain: error: {src}: {words}" + err.split(words, 1)[1] and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_folder_beside_good_inputs_is_reported(tmp_path, tiny_model_dir, capsys):
+    Image.fromarray(PIXELS).save(tmp_path / "a.png")
+    (tmp_path / "empty").mkdir()
+    assert run(tiny_model_dir, tmp_path / "a.png", tmp_path / "empty", "-o", tmp_path / "out") == 1
+    out, err = capsys.readouterr()
+    assert f"{tmp_path / 'empty'}: no image files" in err and out.startswith("done 1, skipped 0, failed 1")
+
+
+def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny_model_dir, capsys):
+    from derain.archs import create_model
+    from derain.hub import save_pretrained
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for name in "abcde":
+        Image.fromarray(PIXELS).save(src / f"{name}.png")
+    assert run(tiny_model_dir, src, "-o", out) == 0
+    capsys.readouterr()
+    assert run(tiny_model_dir, src, "-o", out) == 0
+    err = capsys.readouterr().err
+    assert (f"skipped 5 existing output(s): {out / 'a.png'}, {out / 'b.png'}, {out / 'c.png'} and 2 more; "
+            "--overwrite replaces them") in err
+    assert "different options" not in err
+
+    assert run(tiny_model_dir, src, "-o", out, "--tta") == 0
+    assert "warning: 5 skipped output(s) were made with different options (tta)" in capsys.readouterr().err
+    assert run(tiny_model_dir, src / "a.png", "-o", out, "--tta", "--overwrite") == 0
+    assert run(tiny_model_dir, src, "-o", out, "--tta") == 0
+    assert "warning: 4 skipped output(s) were made with different options (tta): " \
+           f"{out / 'b.png'}, {out / 'c.png'}, {out / 'd.png'} and 1 more" in capsys.readouterr().err
+
+    torch.manual_seed(1)
+    other = save_pretrained(create_model("tiny"), tmp_path / "other")
+    assert run(str(other), src / "a.png", "-o", out, "--tta") == 0
+    assert "made with different options (model)" in capsys.readouterr().err
+    record = json.loads((out / ".derain-run.json").read_text())
+    tta = {name: record["options"][index]["tta"] for name, index in record["outputs"].items()}
+    assert tta == {"a.png": True, "b.png": False, "c.png": False, "d.png": False, "e.png": False}
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--max-memory", "1KB"], "max memory 1KB is too small for overlap 32"),
+    (["--tile", "20"], "tile 20 (rounded down to 16, a multiple of 16 px) is too small for overlap 32"),
+    (["--tile", "-1"], "tile must be >= 0, got -1"),
+    (["--overlap", "-1"], "overlap must be >= 0, got -1"),
+    (["--max-memory", "lots"], "cannot read memory size 'lots'"),
+    (["--threads", "0"], "--threads 0: give 1 or more"),
+])
+def test_bad_options_are_one_error_before_any_image(tmp_path, tiny_model_dir, capsys, monkeypatch, option, words):
+    from derain.cli import run as run_module
+
+    for name in "abc":
+        Image.fromarray(PIXELS).save(tmp_path / f"{name}.png")
+    monkeypatch.setattr(run_module, "derain_file", lambda *args: pytest.fail("an image was derained"))
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path / "out", *option) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_budget_that_forces_small_tiles_is_warned_about_once(tmp_path, tiny_model_dir, capsys):
+    for name in "ab":
+        Image.fromarray(PIXELS).save(tmp_path / f"{name}.png")
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path / "small", "--max-memory", "5MB") == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1
+    assert "warning: max memory 5MB makes 96-px tiles that overlap by 32 px: about 2.2× the work" in err
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path / "large", "--max-memory", "50MB") == 0
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path / "tile", "--tile", "96", "--overlap", "16") == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_float_tiff_above_one_is_a_one_line_error(tmp_path, tiny_model_dir, capsys):
+    Image.fromarray((RNG.random((40, 56)) * 255).astype(np.float32)).save(tmp_path / "f.tif")
+    Image.fromarray(PIXELS).save(tmp_path / "fine.png")
+    assert run(tiny_model_dir, tmp_path / "f.tif", tmp_path / "fine.png", "-o", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"derain: error: {tmp_path / 'f.tif'}: float pixels reach 25") and err.count("\n") == 1
+    assert "[0, 1]" in err and (tmp_path / "out" / "fine.png").is_file()
+
+
+def test_threads_default_to_the_free_cores(tmp_path, tiny_model_dir, monkeypatch):
+    import torch as torch_module
+
+    from derain import inference
+
+    chosen = []
+    monkeypatch.setattr(inference, "default_threads", lambda: 3)
+    monkeypatch.setattr(torch_module, "set_num_threads", chosen.append)
+    Image.fromarray(PIXELS).save(tmp_path / "a.png")
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out") == 0
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out2", "--threads", "2") == 0
+    assert chosen == [3, 2]
+
+
+def test_a_training_run_directory_is_a_model(tmp_path, tiny_model_dir):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "run" / "model")
+    (tmp_path / "run" / "config.yaml").write_text("model: tiny\n")
+    Image.fromarray(PIXELS).save(tmp_path / "a.png")
+    assert main(["run", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "run")]) == 0
+    expected = derain.load(tiny_model_dir, device="cpu")(PIXELS)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), expected)
+
+
+def test_progress_in_a_log_is_whole_lines(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    from derain import console
+
+    monkeypatch.setattr(console, "LOG_INTERVAL", 0.0)
+    for name in "ab":
+        Image.fromarray(PIXELS).save(tmp_path / f"{name}.png")
+    assert run(tiny_model_dir, tmp_path, "-o", tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "derain: 100%|##########| 2/2" in err
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = capsys.readouterr().out
+    examples = help_text.split("examples:", 1)[1].strip().splitlines()
+    assert len(examples) == 2 and all(line.strip().startswith("derain run ") for line in examples)
+    assert "--threads" in examples[1]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from derain.cli.run import MODEL_HELP
+
 INPUT_ROW = "Input"
 
 
@@ -11,7 +13,7 @@ def register(sub) -> None:
         "compare", help="PSNR/SSIM table of several models on several datasets",
         description="Score every model on every paired dataset and write a Table 1-style markdown "
                     "table (best of each column in bold), compare.json and per-image scores.csv. "
-                    "A model is anything derain.load accepts, or a folder of predictions holding one "
+                    f"A model is {MODEL_HELP}; or a folder of predictions holding one "
                     "subfolder per dataset NAME with files named like the dataset's images.")
     p.add_argument("--models", nargs="+", required=True, metavar="NAME=DIR", help="models or prediction folders")
     p.add_argument("--data", nargs="+", required=True, metavar="NAME=PATH", help="paired datasets, any layout")

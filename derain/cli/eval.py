@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from derain.cli.run import MODEL_HELP
 from derain.errors import DerainError
 
 EXAMPLES = """examples:
-  derain eval --model my-model --data Datasets/test/Rain100L          # model outputs vs ground truth
+  derain eval --model bundled --data Datasets/test/Rain100L           # model outputs vs ground truth
   derain eval --data Datasets/test/Rain100L                           # the rainy inputs ("Input" row)
   derain eval --pred results/Rain100L --clean Datasets/test/Rain100L/target
   derain eval --rainy real_rain/ --model my-model                     # NIQE of inputs and outputs
@@ -27,7 +28,7 @@ def register(sub) -> None:
     source.add_argument("--pred", metavar="DIR", help="folder of predictions (needs --clean)")
     source.add_argument("--rainy", metavar="DIR", help="folder of unpaired rainy images (NIQE only)")
     p.add_argument("--clean", metavar="DIR", help="folder of ground-truth images for --pred")
-    p.add_argument("--model", help="model to run on the inputs (anything derain.load accepts)")
+    p.add_argument("--model", help=f"model to run on the inputs: {MODEL_HELP}")
     p.add_argument("--metrics", help="comma-separated: psnr, ssim, niqe "
                                      "[default: psnr,ssim; niqe with --rainy]")
     p.add_argument("--protocol", choices=("y", "rgb"), default="y",

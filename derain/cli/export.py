@@ -1,6 +1,8 @@
 """`derain export [MODEL] --onnx out.onnx`: an ONNX graph with dynamic batch, height and width."""
 from __future__ import annotations
 
+from derain.cli.run import MODEL_HELP
+
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (dynamic height and width)",
@@ -8,7 +10,7 @@ def register(sub) -> None:
                                    "[0, 1], any H and W; output 'derained', the same shape. Sizes that are "
                                    "not multiples of patch × window are edge-padded inside the graph "
                                    "(see docs/inference.md).")
-    p.add_argument("model", nargs="?", metavar="MODEL", help="model directory [default: the bundled model]")
+    p.add_argument("model", nargs="?", metavar="MODEL", help=f"{MODEL_HELP} [default: bundled]")
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx file")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset [default: 18]")
     p.set_defaults(func=run)

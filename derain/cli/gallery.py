@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from derain.cli.run import add_inference_options, load_with_options
+from derain.cli.run import MODEL_HELP, add_inference_options, load_with_options
 from derain.errors import DerainError
 
 INPUT_COLUMN = "input"
 DEFAULT_MODEL = "derain=bundled"
-BUNDLED = "bundled"  # the MODEL word for the bundled model; write ./bundled for a folder of that name
 CONTACT_SHEET = "contact_sheet.png"
 CONTACT_ROWS = 4
 CONTACT_WIDTH = 1200
@@ -29,7 +28,7 @@ def register(sub) -> None:
                     "Exit status 1 if any file failed.")
     p.add_argument("input_dir", metavar="INPUT_DIR", help="folder of rainy images (files directly inside it)")
     p.add_argument("--model", action="append", metavar="NAME=MODEL",
-                   help=f"a column: its NAME and a model directory, or '{BUNDLED}' for the bundled model; "
+                   help=f"a column: its NAME and MODEL, {MODEL_HELP}; "
                         f"repeat for more columns, in order [default: {DEFAULT_MODEL}]")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--n", type=int, default=12, help="use the first N images by name; 0 = all [default: 12]")
@@ -39,14 +38,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_models(items: list[str] | None) -> dict[str, str | None]:
-    """``--model NAME=MODEL`` options -> {name: model path, or None for the bundled model}."""
+def parse_models(items: list[str] | None) -> dict[str, str]:
+    """``--model NAME=MODEL`` options -> {name: MODEL as given (see derain.hub.resolve_model)}."""
     from derain.evaluation import parse_named
 
     models = parse_named(items or [DEFAULT_MODEL], "--model")
     if INPUT_COLUMN in models:
         raise DerainError(f"--model: the name {INPUT_COLUMN!r} is taken by the input column")
-    return {name: None if spec == BUNDLED else spec for name, spec in models.items()}
+    return models
 
 
 def plan(files: list[Path], out_dir: Path) -> list[tuple[Path, Path, str | None]]:
@@ -71,6 +70,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from derain import evaluation as ev
+    from derain.console import progress_bar
+    from derain.hub import BUNDLED_NAMES
     from derain.data import list_images
     from derain.figures import contact_sheet, fit, panel
     from derain.imageio import IMAGE_EXTENSIONS, read_image_uint8, write_image
@@ -92,8 +93,7 @@ def run(args) -> int:
     columns = [INPUT_COLUMN, *models]
 
     rows, panels, failed = [], [], []
-    for path, target, problem in tqdm(plan(files, out_dir), unit="img", desc="gallery", disable=None,
-                                      file=sys.stderr):
+    for path, target, problem in progress_bar(plan(files, out_dir), unit="img", desc="gallery", disable=None):
         try:
             if problem:
                 raise DerainError(problem)
@@ -114,7 +114,7 @@ def run(args) -> int:
 
     if rows:
         means = {column: float(np.mean([row["niqe"][column] for row in rows])) for column in columns}
-        sources = {name: spec or f"{BUNDLED} model" for name, spec in models.items()}
+        sources = {name: "bundled model" if spec in BUNDLED_NAMES else spec for name, spec in models.items()}
         write_image(out_dir / CONTACT_SHEET, contact_sheet(panels, CONTACT_WIDTH))
         ev.write_text(out_dir / "index.html", index_html(rows, columns, means, sources))
         ev.write_json(out_dir / "summary.json", {
