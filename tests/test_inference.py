@@ -206,22 +206,35 @@ def test_check_tiling_warns_when_overlap_dominates():
 
 def test_default_threads_are_the_free_cores_of_this_process(monkeypatch):
     monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    monkeypatch.setattr(inference.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(inference.torch, "get_num_threads", lambda: 8)
     monkeypatch.setattr(inference, "_cgroup_cpu_quota", lambda: None)
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+    monkeypatch.setattr(inference, "_busy_cores", lambda cpus: 0.2)
     assert inference.default_threads() == 4
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # one core busy elsewhere
+    monkeypatch.setattr(inference, "_busy_cores", lambda cpus: 1.1)  # one core busy elsewhere
     assert inference.default_threads() == 3
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr(inference, "_busy_cores", lambda cpus: 4.0)
     assert inference.default_threads() == 1
     monkeypatch.setattr(inference, "_cgroup_cpu_quota", lambda: 1.5)  # a container allowed 1.5 CPUs
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert inference.default_threads() == 2
-    monkeypatch.setattr(inference.os, "cpu_count", lambda: 64)  # 4 of 64 cores: the load is other cores'
-    monkeypatch.setattr(inference, "_cgroup_cpu_quota", lambda: None)
-    monkeypatch.setattr(inference.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
-    assert inference.default_threads() == 4
+    monkeypatch.setattr(inference.torch, "get_num_threads", lambda: 1)  # OMP_NUM_THREADS=1 is kept
+    assert inference.default_threads() == 1
+
+
+def test_busy_cores_come_from_two_readings_of_cpu_times(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    readings = iter([
+        "cpu  1 1 1 1 1 1 1 1 0 0\ncpu0 100 0 0 900 0 0 0 0 0 0\ncpu1 0 0 0 1000 0 0 0 0 0 0\n"
+        "cpu2 0 0 0 1000 0 0 0 0 0 0\n",
+        "cpu  1 1 1 1 1 1 1 1 0 0\ncpu0 110 0 0 900 0 0 0 0 0 0\ncpu1 5 0 0 1005 0 0 0 0 0 0\n"
+        "cpu2 10 0 0 1000 0 0 0 0 0 0\n",
+    ])
+    real_sleep = inference.time.sleep
+    monkeypatch.setattr(inference.time, "sleep", lambda s: stat.write_text(next(readings)))
+    stat.write_text(next(readings))
+    # cpu0 busy all 10 ticks, cpu1 half of them; cpu2 is not ours
+    assert inference._busy_cores({0, 1}, path=str(stat)) == pytest.approx(1.5)
+    monkeypatch.setattr(inference.time, "sleep", real_sleep)
+    assert inference._busy_cores({0}, interval=0.0, path=str(tmp_path / "missing")) == 0.0
 
 
 def test_cgroup_quota_is_read(tmp_path):

@@ -54,7 +54,7 @@ def add_inference_options(p) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU [default: fp32]")
     p.add_argument("--threads", type=int, help="CPU threads for torch [default: the cores this process may use, "
-                                               "less those the system load shows busy]")
+                                               "less those other processes keep busy]")
     p.add_argument("--tile", type=int, help="tile side in pixels; 0 = never tile [default: from --max-memory]")
     p.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
     p.add_argument("--max-memory", metavar="SIZE", help="activation memory budget that picks the tile size, "
