@@ -57,7 +57,7 @@ def default_threads() -> int:
     quota = _cgroup_cpu_quota()
     if quota is not None:  # a share of the machine: others' load does not shrink it
         return max(1, min(threads, math.ceil(quota)))
-    return max(1, threads - round(_busy_cores(cpus)))
+    return 1 if threads <= 1 else max(1, threads - round(_busy_cores(cpus)))
 
 
 def _cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
