@@ -21,7 +21,8 @@ def register(sub) -> None:
                     "here; test sets are only reported.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="bundled",
-                   help="model directory, 'bundled' for the shipped model, or 'none' [default: bundled]")
+                   help="'bundled' (the shipped model), a model directory, a training run directory, or 'none' "
+                        "to score the rainy inputs [default: bundled]")
     p.add_argument("--clean", default="../shared/data/clean", metavar="DIR",
                    help="clean photos, searched recursively [default: ../shared/data/clean]")
     p.add_argument("--dir", type=Path, default=Path("results/suite-data"), metavar="DIR",
@@ -39,7 +40,7 @@ def run(args) -> int:
     from derain.suite import ensure_suite, score_suite, summarize, summary_table
 
     suite_dir = ensure_suite(args.clean, args.dir, seed=args.seed, crop=args.crop)
-    model = None if args.model == "none" else derain.load(None if args.model in ("bundled", "default") else args.model)
+    model = None if args.model == "none" else derain.load(args.model)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
     out = args.out or Path("results") / f"suite-{Path(args.model).name}"

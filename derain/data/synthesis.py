@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 from scipy.signal import fftconvolve
-from tqdm import tqdm
-
+from derain.console import progress_bar
 from derain.data.augment import random_crop
 from derain.data.layouts import list_images
 from derain.errors import DerainError
@@ -331,7 +330,7 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
     out = prepare_output(out)
     digits = max(4, len(str(n - 1)))
     pairs, files = [], []
-    for i in tqdm(range(n), desc=f"synth {model}", unit="pair", disable=not progress):
+    for i in progress_bar(range(n), desc=f"synth {model}", unit="pair", disable=not progress):
         source = sources[i % len(sources)]
         rng = np.random.default_rng([seed, i])
         clean = read_image_uint8(source)

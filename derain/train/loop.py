@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from derain.api import Derainer
+from derain.console import progress_bar
 from derain.data import Pair, load_pair_uint8
 from derain.errors import DerainError
 from derain.hub import save_pretrained
@@ -201,8 +202,8 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     validating = stage.val_net is not None and bool(ctx.val_pairs) and cfg.val_every > 0 and dist.is_main
     bf16 = ctx.amp and device.type == "cuda"
     ctx.log.start_stage(stage.name, progress.step)
-    bar = tqdm(total=cfg.iters, initial=progress.step, desc=stage.name, unit="it", disable=not dist.is_main,
-               dynamic_ncols=True)
+    bar = progress_bar(total=cfg.iters, initial=progress.step, desc=stage.name, unit="it", disable=not dist.is_main,
+                       dynamic_ncols=True)
     tic, logged = time.perf_counter(), {}
     module.train()
     while progress.step < cfg.iters:

@@ -1,0 +1,74 @@
+"""Real rain, measured without ground truth: per photo, the share of the oriented streak energy a model
+removed, the share of texture it kept (derain.metrics.streaks) and the brightness shift, in grey levels.
+
+    python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
+    python scripts/real_rain_report.py --validate [--suite results/suite-data]
+
+--validate checks the measure where the truth is known, on the validation suite: the clean photo as the
+"output" (a perfect model), the input itself (nothing removed), a blur (σ 1.5 px) and a darkening (×0.8).
+Medians per rain family.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from derain.data.layouts import list_images, list_pairs, load_pair_uint8
+from derain.imageio import read_image_uint8
+from derain.metrics.psnr_ssim import rgb_to_y
+from derain.metrics.streaks import streak_report
+from derain.suite import family_of
+
+
+def validate(suite: str) -> None:
+    fakes = {"perfect": lambda r, c: c, "identity": lambda r, c: r,
+             "blur 1.5": lambda r, c: np.clip(gaussian_filter(r.astype(float), (1.5, 1.5, 0)), 0, 255).astype(np.uint8),
+             "darken 0.8": lambda r, c: (r * 0.8).astype(np.uint8)}
+    rows: dict[str, list] = {}
+    for pair in list_pairs(suite):
+        family = family_of(pair.name)
+        if family == "none":
+            continue
+        rainy, clean = load_pair_uint8(pair)
+        reports = [streak_report(rainy, fake(rainy, clean)) for fake in fakes.values()]
+        rows.setdefault(family, []).append([v for r in reports for v in (r["removed"], r["texture_kept"])])
+    print("median removed / texture kept per family, for each stand-in output")
+    print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes))
+    for family, values in sorted(rows.items()):
+        m = np.median(np.array(values), 0)
+        print(f"{family:<11}" + "".join(f"{m[2 * i]:>12.2f} / {m[2 * i + 1]:.2f}" for i in range(len(fakes))))
+
+
+def report(model_name: str, rainy_dir: str, n: int) -> None:
+    import derain
+
+    model = derain.load(model_name)
+    rows = []
+    for path in list_images(rainy_dir)[:n]:
+        rainy = read_image_uint8(path)
+        output = model(rainy)
+        r = streak_report(rainy, output)
+        shift = float(rgb_to_y(output).mean() - rgb_to_y(rainy).mean())
+        rows.append((r["removed"], r["texture_kept"], shift))
+        print(f"{path.name:<28} removed {r['removed']:6.1%}  texture kept {r['texture_kept']:6.1%}  "
+              f"brightness {shift:+6.2f}", flush=True)
+    a = np.array(rows)
+    print(f"mean of {len(rows)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
+          f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="bundled")
+    parser.add_argument("--rainy", default="../shared/data/real_rain/sirr100")
+    parser.add_argument("--n", type=int, default=30, help="the first N photos [default: 30]")
+    parser.add_argument("--validate", action="store_true")
+    parser.add_argument("--suite", default="results/suite-data")
+    args = parser.parse_args()
+    validate(args.suite) if args.validate else report(args.model, args.rainy, args.n)
+
+
+if __name__ == "__main__":
+    main()
