@@ -62,7 +62,7 @@ def register(sub) -> None:
                         "[default: linear]")
     p.add_argument("--families", type=family_weights, default=None, metavar="NAME=W,...",
                    help="mix only: family weights, e.g. light=1,heavy=1,none=0.2 [default: "
-                        "light .2, heavy .2, photoshop .2, haze .1, camera .15, none .15]")
+                        "light .25, heavy .15, photoshop .2, haze .05, camera .1, none .25]")
     p.add_argument("--n", type=int, default=None, help="number of pairs [default: one per clean image]")
     p.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
     p.add_argument("--crop", type=int, default=None, metavar="SIZE",
