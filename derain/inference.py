@@ -129,13 +129,14 @@ def receptive_radius(cfg: ModelConfig) -> int | None:
 
     In tokens: stem conv 1, spatial attention 2 convs, each block max(window attention w-1,
     local 3×3 conv 1 + channel-attention box se_window//2), fuse conv 1, SPP box max(k)//2,
-    head conv 1. A token spans patch_size pixels, which adds up to patch_size-1 more.
+    head conv 1. A token spans patch_size pixels, which adds up to patch_size-1 more. A detail
+    path adds its 3 full-resolution convs after the fusion.
     """
     if cfg.se_window == 0:
         return None
     per_block = max(cfg.window_size - 1, 1 + cfg.se_window // 2)
     tokens = 1 + 2 + cfg.depth * per_block + 1 + max(cfg.spp_kernels) // 2 + 1
-    return (tokens + 1) * cfg.patch_size - 1
+    return (tokens + 1) * cfg.patch_size - 1 + (3 if cfg.detail_dim else 0)
 
 
 def activation_bytes_per_pixel(cfg: ModelConfig, dtype_bytes: int = 4) -> float:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from derain.archs import create_model
+from derain.config import load_model_config
 from derain.cli import main
 from derain.export import GridPadded
 from derain.hub import from_pretrained, save_pretrained
@@ -12,12 +13,13 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] ex
 pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript (the [onnx] extra)")
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny model with large random weights (so mistakes show), exported through the CLI."""
+@pytest.fixture(scope="module", params=[0, 4], ids=["tiny", "tiny+detail"])
+def exported(tmp_path_factory, request):
+    """A tiny model (with and without the detail path) with large random weights (so mistakes show),
+    exported through the CLI."""
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    net = create_model("tiny").eval()
+    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": request.param}).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.3)

@@ -25,7 +25,14 @@ def strong_tiny():
     return net
 
 
-def test_receptive_radius_bounds_where_one_pixel_has_effect(strong_tiny):
+@pytest.mark.parametrize("detail", [0, 4])
+def test_receptive_radius_bounds_where_one_pixel_has_effect(strong_tiny, detail):
+    if detail:
+        torch.manual_seed(0)
+        strong_tiny = create_model({**strong_tiny.config.to_dict(), "detail_dim": detail}).eval()
+        with torch.no_grad():
+            for p in strong_tiny.parameters():
+                p.normal_(0, 0.3)
     forward = model_forward(strong_tiny, CPU)
     x = torch.rand(1, 3, 192, 192)
     y, z = 96, 97

@@ -48,7 +48,8 @@ def conv_stack(widths: list[int]) -> nn.Sequential:
 
 class DetailFusion(nn.Module):
     """Full-resolution detail path: 2 convs on the image, concatenated with the upsampled decoder
-    features, 3 more convs, then the residual (receptive radius 6 px at full resolution)."""
+    features, 2 more convs and the output conv: 5 px of full-resolution reach from the image, 3 px
+    added to the coarse path's."""
 
     def __init__(self, in_chans: int, width: int, out_chans: int):
         super().__init__()
