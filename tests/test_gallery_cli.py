@@ -180,3 +180,19 @@ def test_clashing_panel_names_are_reported_not_overwritten(photos, tmp_path, tin
     assert err[1].startswith(f"derain: error: {photos / 'contact_sheet.png'}: ")
     assert read(out / "a_rain.png").shape[0] == 100  # the panel of a_rain.jpg, not overwritten
     assert read(out / "contact_sheet.png").shape[1] == 1200
+
+
+def test_crop_keeps_full_resolution_and_diff_shows_the_change(tmp_path, tiny_model_dir):
+    src = tmp_path / "big"
+    src.mkdir()
+    original = rainy_photo(280, 420, 0)
+    Image.fromarray(original).save(src / "p1.png")
+    out = tmp_path / "out"
+    assert gallery(src, out, "--model", f"tiny={tiny_model_dir}", "--crop", "96", "--diff") == 0
+    panel = read(out / "p1.png")
+    assert panel.shape == (96, 3 * 96 + 2 * GAP, 3)
+    assert np.array_equal(panel[:, :96], original[92:188, 162:258])  # the central window, 100%
+    derained = panel[:, 96 + GAP: 2 * 96 + GAP].astype(int)
+    expected = np.clip(np.abs(derained - panel[:, :96].astype(int)) * 4, 0, 255)
+    assert np.array_equal(panel[:, 2 * 96 + 2 * GAP:], expected)
+    assert gallery(src, tmp_path / "bad", "--model", f"tiny={tiny_model_dir}", "--crop", "-1") == 2

@@ -34,6 +34,10 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=12, help="use the first N images by name; 0 = all [default: 12]")
     p.add_argument("--max-side", type=int, default=512, metavar="PIXELS",
                    help="downscale (Lanczos) so the longer side is at most this; 0 = keep [default: 512]")
+    p.add_argument("--crop", type=int, default=0, metavar="PIXELS",
+                   help="instead of downscaling, the central PIXELS×PIXELS window at 100%% [default: off]")
+    p.add_argument("--diff", action="store_true",
+                   help="after each model, a column of |output − input| × 4: what the model changed")
     add_inference_options(p)
     p.set_defaults(func=run)
 
@@ -75,9 +79,12 @@ def run(args) -> int:
     from derain.data import list_images
     from derain.figures import contact_sheet, fit, panel
     from derain.imageio import IMAGE_EXTENSIONS, read_image_uint8, write_image
+    from derain.suite import center_crop
 
     if args.n < 0:
         raise DerainError(f"--n {args.n}: give a count of images, or 0 for all")
+    if args.crop < 0:
+        raise DerainError(f"--crop {args.crop}: give a size in pixels, or 0 for no crop")
     if args.max_side < 0:
         raise DerainError(f"--max-side {args.max_side}: give a size in pixels, or 0 to keep the size")
     models = parse_models(args.model)
@@ -97,10 +104,11 @@ def run(args) -> int:
         try:
             if problem:
                 raise DerainError(problem)
-            image = fit(read_image_uint8(path), args.max_side)
+            image = read_image_uint8(path)
+            image = center_crop(image, args.crop) if args.crop else fit(image, args.max_side)
             images = [image] + [derainer(image) for derainer in derainers.values()]
             niqe = {column: ev.niqe_score(im, niqe_model, str(path)) for column, im in zip(columns, images)}
-            figure = panel(*images)
+            figure = panel(*with_differences(images) if args.diff else images)
             write_image(target, figure)
         except (DerainError, MemoryError, torch.OutOfMemoryError) as exc:
             message = str(exc) if isinstance(exc, DerainError) else f"{path}: out of memory; try a smaller --tile"
@@ -122,6 +130,8 @@ def run(args) -> int:
             "models": sources,
             "columns": columns,
             "max_side": args.max_side,
+            "crop": args.crop,
+            "diff": args.diff,
             "niqe": f"{ev.NIQE_DESCRIPTION}; pristine model: bundled",
             "images": rows,
             "mean_niqe": means,
@@ -131,6 +141,17 @@ def run(args) -> int:
     print(f"made {len(rows)} panels, failed {len(failed)}"
           + (f"; open {out_dir / 'index.html'}" if rows else ""))
     return 1 if failed else 0
+
+
+def with_differences(images: list) -> list:
+    """input, model 1, |model 1 − input| × 4, model 2, ...: what each model changed, amplified."""
+    import numpy as np
+
+    out = [images[0]]
+    for image in images[1:]:
+        change = np.abs(image.astype(np.int16) - images[0].astype(np.int16)) * 4
+        out += [image, np.clip(change, 0, 255).astype(np.uint8)]
+    return out
 
 
 def caption(niqe: dict[str, float], columns: list[str]) -> str:
