@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every number of MODEL_CARD.md's results for the candidate models, into results/card/ (about 25 min on
+# 2 CPU cores). Usage, from the repo root with derain installed and ../shared/data present:
+#   scripts/card_numbers.sh V1=runs/v1/finetune/best V2=runs/v2/scratch/best [NAME=MODEL ...]
+set -euo pipefail
+out=results/card
+mkdir -p "$out" /tmp/sirr30
+data=../shared/data
+ls "$data/real_rain/sirr100" | sort | head -30 | while read -r f; do ln -sf "$(realpath "$data/real_rain/sirr100/$f")" /tmp/sirr30/; done
+derain suite --model none --out "$out/suite-input" > /dev/null
+gallery_models=()
+for item in "$@"; do
+  name=${item%%=*}; model=${item#*=}
+  gallery_models+=(--model "$item")
+  echo "== $name ($model)"
+  derain suite --model "$model" --out "$out/suite-$name" | tail -n +1
+  derain eval --model "$model" --data "$data/paired/ddn_sirr_test20" --out "$out/ddn-$name" | grep -E "psnr|ssim"
+  python - "$out/ddn-$name/scores.csv" "$data/paired/ddn_sirr_test20" <<'PY'
+import csv, sys
+from derain.data import list_pairs, load_pair_uint8
+from derain.metrics import psnr
+rows = {r["image"]: float(r["psnr"]) for r in csv.DictReader(open(sys.argv[1]))}
+worse = sum(rows[p.name] < psnr(*load_pair_uint8(p)) for p in list_pairs(sys.argv[2]))
+print(f"  worse than the input on {worse} of {len(rows)}")
+PY
+  derain eval --model "$model" --rainy /tmp/sirr30 --out "$out/niqe-$name" | grep niqe
+  python scripts/real_rain_report.py --model "$model" --rainy /tmp/sirr30 --n 30 | tail -1
+done
+derain eval --rainy /tmp/sirr30 --out "$out/niqe-input" | grep niqe
+derain gallery "$data/real_rain/sirr100" --n 8 --crop 320 --diff "${gallery_models[@]}" -o "$out/gallery-crops" | tail -2
+derain gallery "$data/real_rain/sirr100" --n 8 --max-side 640 "${gallery_models[@]}" -o "$out/gallery" | tail -2
