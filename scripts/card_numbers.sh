@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every number of MODEL_CARD.md's results for the candidate models, into results/card/ (about 25 min on
-# 2 CPU cores). Usage, from the repo root with derain installed and ../shared/data present:
+# Every number of MODEL_CARD.md's results for the candidate models, into results/card/ (about 10 min per
+# model on 2 CPU cores). Usage, from the repo root with derain installed and ../shared/data present:
 #   scripts/card_numbers.sh V1=runs/v1/finetune/best V2=runs/v2/scratch/best [NAME=MODEL ...]
 set -euo pipefail
 out=results/card
@@ -28,4 +28,3 @@ PY
 done
 derain eval --rainy /tmp/sirr30 --out "$out/niqe-input" | grep niqe
 derain gallery "$data/real_rain/sirr100" --n 8 --crop 320 --diff "${gallery_models[@]}" -o "$out/gallery-crops" | tail -2
-derain gallery "$data/real_rain/sirr100" --n 8 --max-side 640 "${gallery_models[@]}" -o "$out/gallery" | tail -2
