@@ -3,7 +3,7 @@
     python scripts/carry_run.py pack runs/v2 carry/v2.tar.gz      # at the end of a session (replaces the file)
     python scripts/carry_run.py unpack carry/v2.tar.gz runs/v2    # on a new machine, then train with --resume
 
-TensorBoard events and generated data are left out (they are rebuilt); checkpoints load with
+TensorBoard events, generated data and the checkpoints of finished stages are left out; checkpoints load with
 weights_only=True, so unpacking never unpickles code. Delete the carried file when the run is done.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ SKIP = ("tb", "data")
 
 
 def pack(run: Path, out: Path) -> None:
-    files = sorted(p for p in run.rglob("*") if p.is_file() and p.relative_to(run).parts[0] not in SKIP)
+    files = sorted(p for p in run.rglob("*") if p.is_file() and p.relative_to(run).parts[0] not in SKIP
+                   and not (p.name.startswith("ckpt-") and (p.parent / "done.json").is_file()))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".partial")
     os.close(fd)
