@@ -28,6 +28,11 @@ from derain.suite import center_crop, suite_photos
 CROP = 384
 
 
+def as_uint8(batch: torch.Tensor) -> np.ndarray:
+    """The first image of a 1×3×H×W float batch as H×W×3 uint8."""
+    return (batch[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
 @torch.no_grad()
 def recog_scores(net, images: list[np.ndarray]) -> np.ndarray:
     return np.array([float(net(to_tensor(img / 255.0)[None])) for img in images])
@@ -59,8 +64,7 @@ def main() -> None:
             blurred = gaussian_blur(to_tensor(c / 255.0), sigma)[None]
             with torch.no_grad():
                 out = recon(blurred)
-            as_u8 = lambda t: (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
-            scores.append((psnr(as_u8(blurred), c), psnr(as_u8(out), c)))
+            scores.append((psnr(as_uint8(blurred), c), psnr(as_uint8(out), c)))
         blur_db, out_db = np.mean(scores, axis=0)
         print(f"  σ {sigma}: blurred input {blur_db:.2f} dB, T_recon output {out_db:.2f} dB ({out_db - blur_db:+.2f})")
 
