@@ -145,10 +145,12 @@ def activation_bytes_per_pixel(cfg: ModelConfig, dtype_bytes: int = 4) -> float:
     Inside a block up to about 16·dim values per token are alive at once (residual stream, normed
     copy, window copies, q/k/v, local branch, MLP hidden, SPP pyramid), plus (heads + 2)·window²
     for attention scores and masks. The default preset measures 0.8-1.0 KB per pixel on the CPU
-    against 1.06 KB from this formula (benchmarks/bench_infer.py checks the peak RSS).
+    against 1.06 KB from this formula (benchmarks/bench_infer.py checks the peak RSS). A full-resolution
+    detail path (`detail_dim`) adds about 6·detail_dim values per pixel: the upsampled residual, its
+    activation, the image branch, their concatenation (two) and the fusion conv alive together.
     """
     per_token = 16 * cfg.dim + (cfg.num_heads + 2) * cfg.window_size ** 2
-    return per_token * dtype_bytes / cfg.patch_size ** 2
+    return (per_token / cfg.patch_size ** 2 + 6 * cfg.detail_dim) * dtype_bytes
 
 
 def tile_for_budget(cfg: ModelConfig, max_memory: int, overlap: int, dtype_bytes: int = 4,

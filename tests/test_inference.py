@@ -1,8 +1,13 @@
 """Tiling, blending, self-ensemble, memory budget and device selection (derain.inference)."""
+import dataclasses
+import weakref
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from derain import inference
 from derain.archs import create_model
@@ -123,6 +128,41 @@ def test_tile_from_memory_budget_fits_and_is_aligned():
     assert choose_tile(cfg, 3840, 2160, 0, 32, budget) is None  # tile 0: never tile
     with pytest.raises(DerainError, match="too small"):
         tile_for_budget(cfg, parse_bytes("1MB"), overlap=32)
+
+
+class LiveBytes(TorchDispatchMode):
+    """Counts the bytes of tensor storages that ops create and that are still alive; keeps the peak."""
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.now, self.peak = {}, 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            storage = t.untyped_storage() if isinstance(t, torch.Tensor) else None
+            if storage is not None and storage.nbytes() and storage.data_ptr() not in self.live:
+                self.live[storage.data_ptr()] = storage.nbytes()
+                self.now += storage.nbytes()
+                self.peak = max(self.peak, self.now)
+                weakref.finalize(storage, self.free, storage.data_ptr())
+        return out
+
+    def free(self, key):
+        self.now -= self.live.pop(key)
+
+
+@pytest.mark.parametrize("detail_dim", [0, 24])
+def test_activation_estimate_bounds_the_measured_peak(detail_dim):
+    """The per-pixel estimate that sizes tiles is above the measured peak of live activations, and not
+    loose by more than 2x: the full-resolution detail path included."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(create_model("default").config, detail_dim=detail_dim)
+    net, side = create_model(cfg).eval(), 128
+    with torch.no_grad(), LiveBytes() as counter:
+        net(torch.rand(1, 3, side, side))
+    measured = counter.peak / side**2
+    assert measured <= activation_bytes_per_pixel(cfg) <= 2 * measured
 
 
 def test_cpu_default_tiles_are_cache_sized_unless_a_budget_is_given():
