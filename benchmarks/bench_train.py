@@ -1,6 +1,11 @@
 """Training speed of each stage: iterations/s (forward, backward, Adam step) at the tiny and default presets.
 
     python benchmarks/bench_train.py [--presets tiny default] [--batch 4] [--crop 64] [--iters 5]
+    python benchmarks/bench_train.py --presets configs/mix.yaml --stages scratch --batch 8 --crop 128 [--bf16]
+
+A preset may be a YAML file (a model config, or a training config's `model:`). Each cell gives it/s and,
+in brackets, training kilo-pixel-passes per second (batch × crop² × it/s / 1000). --bf16 runs the
+forward under bf16 autocast on the CPU, which pays off where the CPU has bf16 instructions.
 
 Each stage's module is the one `derain train` builds (derain.train.stages), fed random tensors, so the
 numbers leave out data loading. The median (and range) over --iters timed iterations follows 2 warm-up
@@ -35,13 +40,15 @@ def stage_modules(preset: str) -> dict[str, torch.nn.Module]:
     }
 
 
-def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int) -> tuple[float, float, float]:
+def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int,
+                          bf16: bool = False) -> tuple[float, float, float]:
     """Median, slowest and fastest iterations per second."""
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
     times = []
     for i in range(WARMUP + iters):
         tic = time.perf_counter()
-        loss = module(batch)["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = module(batch)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -56,21 +63,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (at least 5)")
+    parser.add_argument("--stages", nargs="+", default=["recog", "recon", "distill", "finetune", "scratch"])
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU")
     args = parser.parse_args()
     torch.manual_seed(0)
     images = torch.rand(args.batch, 3, args.crop, args.crop)
     batches = {"recog": [images, torch.randint(0, 2, (args.batch,)).float()],
                "recon": [images, images], "distill": [images, None], "finetune": [images, images],
                "scratch": [images, images]}
-    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5))
-                      for name, module in stage_modules(preset).items()}
+    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5), args.bf16)
+                      for name, module in stage_modules(preset).items() if name in args.stages}
              for preset in args.presets}
-    print(f"it/s, batch {args.batch} of {args.crop}×{args.crop}, {torch.get_num_threads()} CPU threads, "
-          f"median of {max(args.iters, 5)} after {WARMUP} warm-up iterations")
-    print(f"{'stage':<10}" + "".join(f"{preset + ' (range)':>22}" for preset in args.presets))
-    for name in batches:
-        cells = (f"{m:.2f} ({lo:.2f}-{hi:.2f})" for m, lo, hi in (table[preset][name] for preset in args.presets))
-        print(f"{name:<10}" + "".join(f"{cell:>22}" for cell in cells))
+    pixels = args.batch * args.crop**2 / 1000
+    print(f"it/s (range) [kpx/s], batch {args.batch} of {args.crop}×{args.crop}, {torch.get_num_threads()} CPU threads, "
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}, median of {max(args.iters, 5)} after {WARMUP} warm-up iterations")
+    print(f"{'stage':<10}" + "".join(f"{preset:>32}" for preset in args.presets))
+    for name in args.stages:
+        cells = (f"{m:.2f} ({lo:.2f}-{hi:.2f}) [{m * pixels:.0f}]"
+                 for m, lo, hi in (table[preset][name] for preset in args.presets))
+        print(f"{name:<10}" + "".join(f"{cell:>32}" for cell in cells))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
