@@ -4,7 +4,7 @@
 
 T_recog (score > 0.5 means rain-free): accuracy on the held-out clean photos (data.holdout), on the same
 photos with synthetic rain of each family (does it respond to rain, or to the scene?), and on the real
-rainy photos (which it trained on unless they were held out). T_recon: Y-PSNR of its output against the
+rainy photos: the share T_recog holds out (runs made since it does) and the rest. T_recon: Y-PSNR of its output against the
 clean photo and of the blurred input, on the held-out clean photos blurred with σ 0.5, 1.5 and 3.
 Central 384² crops throughout.
 """
@@ -18,7 +18,7 @@ import torch
 
 from derain.data.datasets import to_tensor
 from derain.data.degradations import gaussian_blur
-from derain.data.families import add_family_rain
+from derain.data.families import HOLDOUT_SHARE, add_family_rain, holdout
 from derain.data.layouts import list_images
 from derain.hub import from_pretrained
 from derain.imageio import read_image_uint8
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--clean", default="../shared/data/clean")
     parser.add_argument("--rainy", default="../shared/data/real_rain/sirr100")
+    parser.add_argument("--share", type=float, default=HOLDOUT_SHARE, help="the run's data.holdout")
     args = parser.parse_args()
     clean = [center_crop(read_image_uint8(p), CROP) for p in suite_photos(args.clean)]
 
@@ -53,8 +54,10 @@ def main() -> None:
         rainy = [np.round(add_family_rain(c / 255.0, family, np.random.default_rng(i))[0] * 255).astype(np.uint8)
                  for i, c in enumerate(clean)]
         print(f"  same photos, {family + ' rain:':<13} accuracy {np.mean(recog_scores(recog, rainy) < 0.5):.0%}")
-    real = [center_crop(read_image_uint8(p), CROP) for p in list_images(args.rainy)]
-    print(f"  real rain ({len(real)}, trained on): accuracy {np.mean(recog_scores(recog, real) < 0.5):.0%}")
+    trained, held_out = holdout(list_images(args.rainy), share=args.share)
+    for name, photos in (("held out", held_out), ("trained on unless the run predates the hold-out", trained)):
+        real = [center_crop(read_image_uint8(p), CROP) for p in photos]
+        print(f"  real rain, {name} ({len(real)}): accuracy {np.mean(recog_scores(recog, real) < 0.5):.0%}")
 
     recon = from_pretrained(args.run / "recon" / "model")
     print("T_recon (Y-PSNR against the clean photo, mean over the held-out photos)")

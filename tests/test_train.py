@@ -18,6 +18,7 @@ from derain.cli import main
 from derain.config import load_model_config
 from derain.errors import DerainError
 from derain.hub import from_pretrained
+from derain.data.families import holdout
 from derain.train import pipeline
 from derain.train.config import STAGES, StageConfig, load_train_config, resolve_data
 from derain.train.distributed import Dist
@@ -299,3 +300,15 @@ def test_the_shipped_configs_parse_and_the_paper_paths_are_placeholders(monkeypa
     if (REPO / ".." / "shared" / "data").is_dir():
         resolved = resolve_data(shared.data, list(STAGES))
         assert len(resolved.real_clear) == 5 and resolved.val.endswith("ddn_sirr_test20")
+
+
+def test_recog_holds_out_the_same_share_of_real_rainy_photos(data, tmp_path):
+    """With data.holdout, T_recog trains on neither the held-out clear nor the held-out rainy photos,
+    so scripts/teachers_report.py can score it on real rain it never saw."""
+    cfg = load_train_config({**tiny_config(data), "data": {**tiny_config(data)["data"], "holdout": 0.5}})
+    stage = build_stage("recog", cfg, RunDir(tmp_path), torch.device("cpu"))
+    used = {path for path, _ in stage.dataset.items}
+    for folder in ("rainy", "clear"):
+        kept, held_out = holdout(sorted((data / folder).glob("*.png")), share=0.5)
+        assert held_out and kept  # 6 photos a folder: both sides non-empty at this share
+        assert set(kept) <= used and not set(held_out) & used

@@ -98,7 +98,7 @@ def save_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
 
 
 def training_photos(folders: list[str], share: float) -> list[Path]:
-    """The clean photos under `folders` minus the validation suite's held-out share."""
+    """The photos under `folders` minus the held-out share (the validation suite's, for clean photos)."""
     files = [f for folder in folders for f in images_in(folder)]
     return holdout(files, share=share)[0] if share else files
 
@@ -106,7 +106,8 @@ def training_photos(folders: list[str], share: float) -> list[Path]:
 def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["recog"]
     clear = training_photos(cfg.data.real_clear, cfg.data.holdout)
-    folders = [(f, RAINY_LABEL) for f in cfg.data.real_rainy] + [(f, CLEAR_LABEL) for f in clear]
+    rainy = training_photos(cfg.data.real_rainy, cfg.data.holdout)
+    folders = [(f, RAINY_LABEL) for f in rainy] + [(f, CLEAR_LABEL) for f in clear]
     net = RecogNet(cfg.model)
     return Stage("recog", Supervised(net, recog_loss),
                  UnpairedDataset(folders, crop=s.crop, seed=cfg.seed, balanced=True),
