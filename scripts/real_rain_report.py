@@ -1,5 +1,7 @@
 """Real rain, measured without ground truth: per photo, the share of the oriented streak energy a model
-removed, the share of texture it kept (derain.metrics.streaks) and the brightness shift, in grey levels.
+removed, the share of texture it kept (derain.metrics.streaks) and the brightness shift, in grey levels:
+the mean change of Y, and its median over the pixels. Removing sparse bright streaks lowers the mean but
+leaves the median near 0; a global darkening moves both.
 
     python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
     python scripts/real_rain_report.py --validate [--suite results/suite-data]
@@ -22,6 +24,12 @@ from derain.metrics.streaks import streak_report
 from derain.suite import family_of
 
 
+def brightness_change(rainy: np.ndarray, output: np.ndarray) -> tuple[float, float]:
+    """The mean change of Y from `rainy` to `output`, and its median over the pixels."""
+    change = rgb_to_y(output).astype(np.float64) - rgb_to_y(rainy)
+    return float(change.mean()), float(np.median(change))
+
+
 def validate(suite: str) -> None:
     fakes = {"perfect": lambda r, c: c, "identity": lambda r, c: r,
              "blur 1.5": lambda r, c: np.clip(gaussian_filter(r.astype(float), (1.5, 1.5, 0)), 0, 255).astype(np.uint8),
@@ -33,12 +41,15 @@ def validate(suite: str) -> None:
             continue
         rainy, clean = load_pair_uint8(pair)
         reports = [streak_report(rainy, fake(rainy, clean)) for fake in fakes.values()]
-        rows.setdefault(family, []).append([v for r in reports for v in (r["removed"], r["texture_kept"])])
-    print("median removed / texture kept per family, for each stand-in output")
-    print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes))
+        rows.setdefault(family, []).append([v for r in reports for v in (r["removed"], r["texture_kept"])]
+                                           + list(brightness_change(rainy, clean)))
+    print("median removed / texture kept per family, for each stand-in output; the perfect output's mean "
+          "brightness change and median pixel change")
+    print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes) + f"{'perfect: mean / median':>26}")
     for family, values in sorted(rows.items()):
-        m = np.median(np.array(values), 0)
-        print(f"{family:<11}" + "".join(f"{m[2 * i]:>12.2f} / {m[2 * i + 1]:.2f}" for i in range(len(fakes))))
+        m, shifts = np.median(np.array(values), 0), np.mean(np.array(values)[:, -2:], 0)
+        print(f"{family:<11}" + "".join(f"{m[2 * i]:>12.2f} / {m[2 * i + 1]:.2f}" for i in range(len(fakes)))
+              + f"{shifts[0]:>18.2f} / {shifts[1]:+.2f}")
 
 
 def report(model_name: str, rainy_dir: str, n: int) -> None:
@@ -50,13 +61,14 @@ def report(model_name: str, rainy_dir: str, n: int) -> None:
         rainy = read_image_uint8(path)
         output = model(rainy)
         r = streak_report(rainy, output)
-        shift = float(rgb_to_y(output).mean() - rgb_to_y(rainy).mean())
-        rows.append((r["removed"], r["texture_kept"], shift))
+        shift, typical = brightness_change(rainy, output)
+        rows.append((r["removed"], r["texture_kept"], shift, typical))
         print(f"{path.name:<28} removed {r['removed']:6.1%}  texture kept {r['texture_kept']:6.1%}  "
-              f"brightness {shift:+6.2f}", flush=True)
+              f"brightness {shift:+6.2f}  median pixel {typical:+6.2f}", flush=True)
     a = np.array(rows)
     print(f"mean of {len(rows)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
-          f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%})")
+          f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%}), "
+          f"median pixel shift {a[:, 3].mean():+.2f}")
 
 
 def main() -> None:

@@ -40,3 +40,18 @@ def test_carry_run_round_trips_a_run_without_tensorboard(tmp_path):
     assert not (tmp_path / "new" / "tb").exists()
     again = subprocess.run([sys.executable, script, "unpack", str(tmp_path / "c.tar.gz"), str(tmp_path / "new")])
     assert again.returncode != 0
+
+
+def test_real_rain_report_tells_streak_removal_from_darkening():
+    """Taking 40 levels off 10% of the pixels (streaks removed) moves the mean Y by about 4·219/255 but
+    not the median; taking 10 levels off everything moves both by about 10·219/255."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from real_rain_report import brightness_change
+
+    rainy = np.full((50, 50, 3), 120, np.uint8)
+    destreaked = rainy.copy()
+    destreaked[::10] -= 40
+    mean, median = brightness_change(rainy, destreaked)
+    assert abs(mean - (-40 * 0.1 * 219 / 255)) < 0.3 and median == 0
+    mean, median = brightness_change(rainy, rainy - 10)
+    assert abs(mean + 10 * 219 / 255) < 0.6 and abs(median + 10 * 219 / 255) < 0.6
