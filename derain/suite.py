@@ -27,6 +27,8 @@ from derain.metrics.psnr_ssim import rgb_to_y
 NO_RAIN_FLOOR_DB = 40.0  # a clean photo must come back at least this close to itself
 SEPARATOR = "__"
 
+SUITE_CROP = 384  # central crop of each photo, pixels
+
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     """The central window of at most size×size."""
@@ -43,7 +45,7 @@ def suite_photos(clean_root: str | Path, share: float = HOLDOUT_SHARE) -> list[P
     return photos
 
 
-def build_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: int = 384,
+def build_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: int = SUITE_CROP,
                 share: float = HOLDOUT_SHARE, families: list[str] | None = None) -> Path:
     """Write the suite into `out` (new, empty or an earlier suite); returns its meta.json."""
     clean_root, families = Path(clean_root), families or list(FAMILIES)
@@ -63,7 +65,7 @@ def build_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: in
     return write_manifest(out / "meta.json", header, entries, files)
 
 
-def ensure_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: int = 384,
+def ensure_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: int = SUITE_CROP,
                  share: float = HOLDOUT_SHARE) -> Path:
     """`out` holding the suite for these settings: reused if its meta.json matches, else (re)built."""
     meta = Path(out) / "meta.json"

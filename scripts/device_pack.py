@@ -22,11 +22,10 @@ from PIL import Image
 from derain.data.families import holdout
 from derain.data.layouts import list_images
 from derain.imageio import read_image_uint8
-from derain.suite import center_crop
+from derain.suite import SUITE_CROP, center_crop
 
 ROOT = Path(__file__).resolve().parent.parent
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".Jpg", ".Jpeg")
-SUITE_CROP = 384  # derain suite's default --crop
 LIMIT_MIB = 64  # what the device tool carries: working tree plus carried paths
 
 

@@ -47,7 +47,8 @@ def validate(suite: str) -> None:
           "brightness change and median pixel change")
     print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes) + f"{'perfect: mean / median':>26}")
     for family, values in sorted(rows.items()):
-        m, shifts = np.median(np.array(values), 0), np.mean(np.array(values)[:, -2:], 0)
+        a = np.array(values)
+        m, shifts = np.median(a, 0), a[:, -2:].mean(0)
         print(f"{family:<11}" + "".join(f"{m[2 * i]:>12.2f} / {m[2 * i + 1]:.2f}" for i in range(len(fakes)))
               + f"{shifts[0]:>18.2f} / {shifts[1]:+.2f}")
 

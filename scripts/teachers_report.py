@@ -23,9 +23,7 @@ from derain.data.layouts import list_images
 from derain.hub import from_pretrained
 from derain.imageio import read_image_uint8
 from derain.metrics import psnr
-from derain.suite import center_crop, suite_photos
-
-CROP = 384
+from derain.suite import SUITE_CROP as CROP, center_crop, suite_photos
 
 
 def as_uint8(batch: torch.Tensor) -> np.ndarray:

@@ -9,10 +9,8 @@ from derain.config import load_model_config
 from derain.data.layouts import list_pairs
 from derain.evaluation import model_predictor, score_pairs
 
-DDN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paired" / "ddn_sirr_test20"
-
-
 REPO = Path(__file__).resolve().parents[1]
+DDN = REPO.parent / "shared" / "data" / "paired" / "ddn_sirr_test20"
 
 
 def test_bundled_model_loads_as_the_mix_recipe_network():
