@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
-from derain.data.families import FAMILIES, add_family_rain, holdout, jpeg_round_trip, mix_rain
+from derain.data.families import FAMILIES, add_family_rain, detail_energy, holdout, jpeg_round_trip, mix_rain
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
 from derain.suite import build_suite, score_suite, summarize
@@ -263,3 +264,29 @@ def test_training_draws_rain_online_and_never_sees_held_out_photos(clean_photos,
     assert run.is_done("scratch") and not (tmp_path / "run" / "data").exists()  # nothing synthesised to disk
     with pytest.raises(DerainError, match="families"):
         load_train_config({**config, "data": {**config["data"], "synth": {"online": True, "families": {"hail": 1}}}})
+
+
+def test_detail_energy_ranks_thin_lines_above_flat_and_smooth_images():
+    flat = np.full((36, 36, 3), 0.5)
+    ramp = np.repeat(np.linspace(0, 1, 36)[None, :, None], 36, 0).repeat(3, 2)
+    lines = flat.copy()
+    lines[:, 3::6] = 1.0  # placed so the reflected borders see the same pattern as the interior
+    assert detail_energy(flat) < 1e-12 and detail_energy(ramp) < detail_energy(lines) / 100
+    # a 1-px line of +0.5 every 6 columns: (0.5 - 0.5/5)² on the line, (0.5/5)² on the 4 neighbours within the box
+    expected = (0.4 ** 2 + 4 * 0.1 ** 2) / 6
+    assert detail_energy(lines) == pytest.approx(expected, rel=1e-9)
+
+
+def test_no_rain_crops_are_the_most_detailed_of_the_candidates(tmp_path):
+    flat, lines = np.full((64, 64, 3), 0.5), np.full((64, 64, 3), 0.5)
+    lines[:, ::5] = 1.0
+    files = [tmp_path / "flat.png", tmp_path / "lines.png"]
+    for f, img in zip(files, (flat, lines)):
+        Image.fromarray((img * 255).astype(np.uint8)).save(f)
+    share = lambda ds: np.mean([float(ds[i][1].std()) > 0 for i in range(40)])  # noqa: E731
+    one = RainMixDataset(files, crop=32, weights={"none": 1}, samples_per_epoch=40)
+    four = RainMixDataset(files, crop=32, weights={"none": 1}, samples_per_epoch=40, negatives=4)
+    assert 0.3 < share(one) < 0.7 and share(four) > 0.85  # 1 - 0.5⁴ = 0.94 expected
+    rain_one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=5)
+    rain_four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=5, negatives=4)
+    assert all(torch.equal(rain_one[i][0], rain_four[i][0]) for i in range(5))  # rainy crops are untouched

@@ -312,3 +312,22 @@ def test_recog_holds_out_the_same_share_of_real_rainy_photos(data, tmp_path):
         kept, held_out = holdout(sorted((data / folder).glob("*.png")), share=0.5)
         assert held_out and kept  # 6 photos a folder: both sides non-empty at this share
         assert set(kept) <= used and not set(held_out) & used
+
+
+def test_scratch_can_start_from_a_trained_model_and_refuses_a_mismatched_one(finished_run, data, tmp_path):
+    source = from_pretrained(finished_run / "scratch_model").state_dict()
+
+    def one_tiny_step(out, **scratch):
+        train(tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "val_every": 0, **scratch}), out, stages=["scratch"])
+        return from_pretrained(out / "scratch_model").state_dict()
+
+    warm = one_tiny_step(tmp_path / "warm", init=str(finished_run / "scratch_model"))
+    cold = one_tiny_step(tmp_path / "cold")
+    assert all(torch.allclose(source[k], warm[k], atol=1e-6) for k in source)  # lr 1e-12 keeps the init
+    assert not all(torch.allclose(source[k], cold[k], atol=1e-6) for k in source)
+    wider = {**tiny_config(data, scratch={"init": str(finished_run / "scratch_model")}),
+             "model": {**MODEL, "dim": MODEL["dim"] * 2}}
+    with pytest.raises(DerainError, match="init .*differs from this config's model"):
+        train(wider, tmp_path / "wider", stages=["scratch"])
+    with pytest.raises(DerainError, match="only scratch can start"):
+        train(tiny_config(data, recon={"init": "bundled"}), tmp_path / "recon", stages=["recon"])

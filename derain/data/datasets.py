@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral
 from derain.data.degradations import RandomBlur
-from derain.data.families import TRAIN_WEIGHTS, check_weights, mix_rain
+from derain.data.families import TRAIN_WEIGHTS, add_family_rain, check_weights, detail_energy, draw_family
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image
@@ -155,11 +155,15 @@ class BlurDataset(SeededDataset):
 class RainMixDataset(SeededDataset):
     """(rainy, clean) made on the fly: a random crop of a random clean photo, flipped or rotated, with rain
     of a family drawn by `weights` (derain.data.families), so no two samples share their rain.
-    Decoded photos are cached per process."""
+    A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
+    scene lines the model must learn to keep. Decoded photos are cached per process."""
 
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
-                 weights: dict[str, float] | None = None, samples_per_epoch: int = 4096):
+                 weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1):
         super().__init__(crop, True, seed)
+        if negatives < 1:
+            raise DerainError(f"negatives must be at least 1, got {negatives}")
+        self.negatives = negatives
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
@@ -177,6 +181,13 @@ class RainMixDataset(SeededDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
-        (clean,) = self.prepare([self.photo(int(rng.integers(len(self.files))))], rng)
-        rainy, _ = mix_rain(np.ascontiguousarray(clean, dtype=np.float64), rng, self.weights)
+        (clean,) = self.prepare([self.random_photo(rng)], rng)
+        family = draw_family(rng, self.weights)
+        if family == "none" and self.negatives > 1:
+            others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(self.negatives - 1)]
+            clean = max([clean, *others], key=detail_energy)
+        rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng)
         return to_tensor(rainy), to_tensor(clean)
+
+    def random_photo(self, rng: np.random.Generator) -> np.ndarray:
+        return self.photo(int(rng.integers(len(self.files))))

@@ -10,6 +10,7 @@ Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain 
     none       no rain: the clean photo itself, so the model learns to leave clean photos alone
 
 `mix_rain` draws a family by weight and then its parameters, so no two crops share their rain.
+`detail_energy` ranks candidate crops, so no-rain crops can be the line-rich ones the model must keep.
 `holdout` splits a list of photos by a hash of their names: the validation photos never change with
 the order or number of the others, and are never trained on.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import uniform_filter
 
 from derain.data.synthesis import synthesize
 from derain.errors import DerainError
@@ -71,12 +73,22 @@ def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in weights.items()}
 
 
+def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS) -> str:
+    names = list(weights)
+    p = np.array([weights[n] for n in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
 def mix_rain(clean: np.ndarray, rng: np.random.Generator,
              weights: Mapping[str, float] = TRAIN_WEIGHTS) -> tuple[np.ndarray, dict]:
     """Rain of a family drawn by `weights`, with that family's parameters drawn too."""
-    names = list(weights)
-    p = np.array([weights[n] for n in names], dtype=np.float64)
-    return add_family_rain(clean, names[int(rng.choice(len(names), p=p / p.sum()))], rng)
+    return add_family_rain(clean, draw_family(rng, weights), rng)
+
+
+def detail_energy(img: np.ndarray) -> float:
+    """Mean squared difference between an image's luma and its 5×5 box mean: thin lines and edges score high."""
+    luma = np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    return float(np.mean((luma - uniform_filter(luma, 5, mode="reflect")) ** 2))
 
 
 def _in_holdout(key: str, share: float) -> bool:

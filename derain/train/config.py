@@ -48,6 +48,7 @@ class StageConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     val_every: int = 500  # finetune and scratch: Y-PSNR/SSIM on data.val every K iterations; 0 = off
+    init: str | None = None  # scratch only: start from this model's weights ('bundled', a model or run dir)
 
     def __post_init__(self):
         for name in ("iters", "batch_size", "crop", "plateau_every", "log_every", "checkpoint_every"):
@@ -95,6 +96,7 @@ class SynthConfig:
     online: bool = False  # draw rain per crop from the rain families instead (no pairs on disk)
     families: dict = field(default_factory=dict)  # online: family weights; {} = families.TRAIN_WEIGHTS
     samples_per_epoch: int = 4096  # online: crops per epoch (each with fresh rain)
+    negatives: int = 1  # online: a no-rain crop is the most detailed of this many random crops
 
     def __post_init__(self):
         if self.families:
@@ -104,8 +106,8 @@ class SynthConfig:
                 raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
-        if self.count < 1 or (self.crop is not None and self.crop < 1):
-            raise ValueError("count and crop must be at least 1")
+        if self.count < 1 or self.negatives < 1 or (self.crop is not None and self.crop < 1):
+            raise ValueError("count, negatives and crop must be at least 1")
         unknown = sorted(set(self.params) - set(RAIN_DEFAULTS[self.rain_model]))
         if unknown:
             raise ValueError(f"params: unknown {self.rain_model} rain parameter(s) {unknown}; "

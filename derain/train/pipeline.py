@@ -18,6 +18,7 @@ from derain.data.demo import build as build_demo
 from derain.data.synthesis import synth_folder
 from derain.errors import DerainError
 from derain.evaluation import write_text
+from derain.hub import resolve_model
 from derain.train.config import STAGES, TrainConfig, load_train_config, resolve_data
 from derain.train.distributed import Dist, setup, teardown
 from derain.train.loop import Context, train_stage
@@ -87,6 +88,11 @@ def check_stage_inputs(run: RunDir, cfg: TrainConfig, selected: list[str], resum
     for name in selected:
         if run.is_done(name):
             continue
+        if cfg.stages[name].init:
+            if name != "scratch":
+                raise DerainError(f"stages.{name}.init: only scratch can start from a model's weights")
+            # a one-line error now, not after the earlier stages; absolute, so a resume elsewhere finds it
+            cfg.stages[name].init = str(resolve_model(cfg.stages[name].init).resolve())
         for need in cfg.stages["distill"].teachers if name == "distill" else REQUIRES.get(name, ()):
             if need not in selected and not run.is_done(need):
                 raise DerainError(f"stage {name} needs stage {need}, which has not finished in {run.root}; "

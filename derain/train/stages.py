@@ -26,7 +26,8 @@ from derain.data import CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, Ra
 from derain.data.datasets import images_in
 from derain.data.families import holdout
 from derain.atomic import atomic_write
-from derain.hub import from_pretrained, save_pretrained
+from derain.errors import DerainError
+from derain.hub import from_pretrained, resolve_model, save_pretrained
 from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
 from derain.train.config import STAGES, TrainConfig
 from derain.train.rundir import RunDir
@@ -93,6 +94,16 @@ def build_stage(name: str, cfg: TrainConfig, run: RunDir, device: torch.device) 
     return BUILDERS[name](cfg, run, device)
 
 
+def load_weights(net: nn.Module, spec: str) -> None:
+    """`net`'s weights from the model `spec` names (derain.hub.resolve_model); the architectures must match."""
+    path = resolve_model(spec)
+    try:
+        net.load_state_dict(from_pretrained(path).state_dict())
+    except RuntimeError as exc:
+        raise DerainError(f"init {spec}: its network differs from this config's model ({path / 'config.json'}): "
+                          f"{str(exc).splitlines()[0]}") from None
+
+
 def save_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
     return lambda module: save_pretrained(module.net, run.model_dir(name), stage=name)
 
@@ -148,7 +159,8 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, crop: int):
     synth = cfg.data.synth
     if synth.online and not cfg.data.pairs:
         return RainMixDataset(training_photos([synth.clean], cfg.data.holdout), crop=crop, seed=cfg.seed,
-                              weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch)
+                              weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch,
+                              negatives=synth.negatives)
     return PairedDataset(pairs_root(cfg, run), crop=crop, seed=cfg.seed)
 
 
@@ -166,6 +178,8 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
 def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["scratch"]
     net = ImageNet(cfg.student)
+    if s.init:  # a warm start: continue a trained network on this stage's data
+        load_weights(net, s.init)
     return Stage("scratch", Supervised(net, recon_loss),
                  pairs_dataset(cfg, run, s.crop),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("scratch", run), val_net=net)
