@@ -139,6 +139,19 @@ def test_a_run_directory_refuses_a_changed_config(finished_run, data):
         train(config, finished_run)
 
 
+def test_a_run_made_before_a_key_existed_still_matches_its_default(finished_run, data, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(finished_run, old)
+    stored = yaml.safe_load((old / "config.yaml").read_text())
+    del stored["data"]["synth"]["negatives"], stored["stages"]["scratch"]["init"]
+    (old / "config.yaml").write_text(yaml.safe_dump(stored))
+    train(tiny_config(data), old)  # every stage is done: nothing to do, and no refusal
+    config = tiny_config(data)
+    config["data"]["synth"]["negatives"] = 2
+    with pytest.raises(DerainError, match=r"at data\.synth\.negatives \(1 there, 2 here\)"):
+        train(config, old)
+
+
 def test_a_killed_run_resumes_to_the_same_weights_bit_for_bit(finished_run, data, tmp_path):
     out = tmp_path / "killed"
     train(tiny_config(data), out, stop_at=("finetune", 5))  # as if killed after step 5; checkpoint at 3

@@ -106,7 +106,7 @@ def check_stage_inputs(run: RunDir, cfg: TrainConfig, selected: list[str], resum
 def check_same_config(run: RunDir, cfg: TrainConfig) -> None:
     """Refuse a RUN made with another config (the stage selection aside)."""
     if run.config_file.is_file():
-        stored = yaml.safe_load(run.config_file.read_text())
+        stored = load_train_config(run.config_file).to_dict()  # keys added since then take their defaults
         where = first_difference({**stored, "pipeline": None}, {**cfg.to_dict(), "pipeline": None})
         if where:
             raise DerainError(f"{run.config_file} differs from this config at {where}; use another --out "
