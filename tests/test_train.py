@@ -344,3 +344,23 @@ def test_scratch_can_start_from_a_trained_model_and_refuses_a_mismatched_one(fin
         train(wider, tmp_path / "wider", stages=["scratch"])
     with pytest.raises(DerainError, match="only scratch can start"):
         train(tiny_config(data, recon={"init": "bundled"}), tmp_path / "recon", stages=["recon"])
+
+
+def test_validation_models_can_be_kept_and_averaged(data, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from average_models import main as average_main
+
+    train(tiny_config(data, scratch={"keep_val_models": True}), tmp_path / "run", stages=["scratch"])
+    kept = sorted(p.name for p in (tmp_path / "run" / "scratch").glob("val-*"))
+    assert kept == ["val-00000004", "val-00000008"]
+    a, b = (from_pretrained(tmp_path / "run" / "scratch" / k).state_dict() for k in kept)
+    assert average_main([str(tmp_path / "mean"), *(str(tmp_path / "run" / "scratch" / k) for k in kept)]) == 0
+    mean = from_pretrained(tmp_path / "mean").state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    for k in a:
+        assert torch.allclose(mean[k].double(), (a[k].double() + b[k].double()) / 2, atol=1e-7), k
+    final = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
+    assert all(torch.equal(final[k], b[k]) for k in b)  # the step-8 validation is the final weights
+    wider = tmp_path / "wider"
+    train({**tiny_config(data), "model": {**MODEL, "dim": MODEL["dim"] * 2}}, wider, stages=["scratch"])
+    assert average_main([str(tmp_path / "bad"), str(tmp_path / "mean"), str(wider / "scratch_model")]) == 1

@@ -48,6 +48,7 @@ class StageConfig:
     log_every: int = 20
     checkpoint_every: int = 500
     val_every: int = 500  # finetune and scratch: Y-PSNR/SSIM on data.val every K iterations; 0 = off
+    keep_val_models: bool = False  # also keep each validation's weights as <stage>/val-<step>/ (to average)
     init: str | None = None  # scratch only: start from this model's weights ('bundled', a model or run dir)
 
     def __post_init__(self):

@@ -171,10 +171,14 @@ def restore(folder, module: nn.Module, ema: EMA | None, optimizer, scheduler) ->
 
 
 def validate_and_keep_best(stage: Stage, ctx: Context, progress: Progress, module: nn.Module,
-                           ema: EMA | None) -> None:
-    """Score data.val with the (EMA) weights; save them as <stage>/best when they beat the best so far."""
+                           ema: EMA | None, keep: bool = False) -> None:
+    """Score data.val with the (EMA) weights; save them as <stage>/best when they beat the best so far,
+    and as <stage>/val-<step> too with `keep`."""
     with averaged_weights(module, ema):
         scores = validate(stage.val_net, ctx.val_pairs, ctx.dist.device)
+        if keep:
+            save_pretrained(stage.val_net, ctx.run.stage_dir(stage.name) / f"val-{progress.step:08d}",
+                            stage=stage.name, step=progress.step, **scores)
         if progress.best is None or scores["val_psnr"] > progress.best["val_psnr"]:
             progress.best = {"step": progress.step, **scores}
             save_pretrained(stage.val_net, ctx.run.stage_dir(stage.name) / "best", stage=stage.name, **progress.best)
@@ -241,7 +245,7 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
             ctx.log.write(stage.name, step, **logged, lr=lr, it_s=count / (time.perf_counter() - tic))
             tic = time.perf_counter()
         if validating and (step % cfg.val_every == 0 or step == cfg.iters):
-            validate_and_keep_best(stage, ctx, progress, module, ema)
+            validate_and_keep_best(stage, ctx, progress, module, ema, cfg.keep_val_models)
         if dist.is_main and (step % cfg.checkpoint_every == 0 or step == cfg.iters):
             save(folder, progress, module, ema, optimizer, scheduler)
     bar.close()

@@ -1,0 +1,49 @@
+"""Average the weights of several model directories of one architecture (checkpoint averaging, a
+"model soup") into a new model directory.
+
+    python scripts/average_models.py OUT MODEL [MODEL ...]
+
+Each MODEL is what `derain.hub.resolve_model` accepts (a model directory, a run, or `bundled`). OUT gets
+the architecture's config.json with the `averaged_from` list, and the mean weights, written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from derain.errors import DerainError
+from derain.hub import from_pretrained, read_config, resolve_model, save_pretrained
+
+
+def average_models(specs: list[str]) -> torch.nn.Module:
+    paths = [resolve_model(s) for s in specs]
+    nets = [from_pretrained(p) for p in paths]
+    states = [n.state_dict() for n in nets]
+    if any(s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s) for s in states):
+        raise DerainError(f"{', '.join(map(str, paths))}: the models differ in architecture; only one "
+                          "architecture's weights can be averaged")
+    mean = {k: (sum(s[k].double() for s in states) / len(states)).to(states[0][k].dtype) for k in states[0]}
+    nets[0].load_state_dict(mean)
+    return nets[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("models", nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        net = average_models(args.models)
+        stage = read_config(resolve_model(args.models[0])).get("stage")
+        save_pretrained(net, args.out, **({"stage": stage} if stage else {}), averaged_from=args.models)
+    except DerainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: the mean of {len(args.models)} models")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The bundled model's recipe after V2's 12,000 iterations (MODEL_CARD.md, "Training"): two continuations of
+# V2's step-10,000 weights with rebalanced rain, then the mean of three validation models. About 60 minutes
+# on 2 CPU cores; from the repo root, with ../shared/data and the suite (`derain suite --model none`).
+#   bash scripts/train_bundled.sh [OUT_MODEL_DIR]      # default: runs/bundled
+set -euo pipefail
+out=${1:-runs/bundled}
+v2=runs/v2-step10000  # the model bundled before (commit cdf070a): V2 of configs/mix.yaml at step 10,000
+mkdir -p "$v2"
+for f in config.json model.safetensors; do git show "cdf070a:derain/assets/default_model/$f" > "$v2/$f"; done
+# A: more no-rain crops, less veil; lr 1e-4; its weights at step 1500
+derain train configs/mix.yaml --out runs/cont-a --stages scratch --resume \
+  --set stages.scratch.init=$v2 --set stages.scratch.iters=1500 --set stages.scratch.lr=1e-4 \
+  --set stages.scratch.val_every=500 \
+  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.03, camera: 0.07, none: 0.35}'
+# B: from A; no-rain crops the most detailed of 4, a little more veil; its validations at 1500 and 2000 kept
+derain train configs/mix.yaml --out runs/cont-b --stages scratch --resume \
+  --set stages.scratch.init=runs/cont-a/scratch_model --set stages.scratch.iters=2000 \
+  --set stages.scratch.lr=1e-4 --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
+  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.06, camera: 0.09, none: 0.30}' \
+  --set data.synth.negatives=4
+python scripts/average_models.py "$out" runs/cont-a/scratch_model \
+  runs/cont-b/scratch/val-00001500 runs/cont-b/scratch/val-00002000
