@@ -60,7 +60,7 @@ def predictor(net: torch.nn.Module):
 
     @torch.no_grad()
     def run(rainy: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(rainy).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(rainy)).permute(2, 0, 1)[None].float() / 255
         y = net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
         return np.round(y * 255).astype(np.uint8)
 
