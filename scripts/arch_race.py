@@ -10,7 +10,6 @@ and prints one markdown row per candidate. Needs ../shared/data and the suite (`
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from derain.archs import create_model
 from derain.archs.plain_cnn import PlainCNN
 from derain.config import load_model_config, preset_dict
 from derain.data import RainMixDataset
+from derain.data.datasets import to_tensor
+from derain.data.families import HOLDOUT_SHARE
 from derain.evaluation import markdown_table, write_json
 from derain.losses import recon_loss
 from derain.suite import score_suite, summarize
@@ -60,7 +61,7 @@ def predictor(net: torch.nn.Module):
 
     @torch.no_grad()
     def run(rainy: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.array(rainy)).permute(2, 0, 1)[None].float() / 255
+        x = to_tensor(rainy / np.float32(255))[None]
         y = net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
         return np.round(y * 255).astype(np.uint8)
 
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/arch-race"))
     args = parser.parse_args()
 
-    photos = training_photos([args.clean], 0.15)
+    photos = training_photos([args.clean], HOLDOUT_SHARE)
     results, rows = {}, []
     for name in args.candidates:
         dataset = RainMixDataset(photos, crop=args.crop, seed=0, samples_per_epoch=10**6)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -17,8 +18,7 @@ from derain.errors import DerainError
 from derain.hub import from_pretrained, read_config, resolve_model, save_pretrained
 
 
-def average_models(specs: list[str]) -> torch.nn.Module:
-    paths = [resolve_model(s) for s in specs]
+def average_models(paths: list[Path]) -> torch.nn.Module:
     nets = [from_pretrained(p) for p in paths]
     states = [n.state_dict() for n in nets]
     if any(s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s) for s in states):
@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+")
     args = parser.parse_args(argv)
     try:
-        net = average_models(args.models)
-        stage = read_config(resolve_model(args.models[0])).get("stage")
+        paths = [resolve_model(m) for m in args.models]
+        net = average_models(paths)
+        stage = read_config(paths[0]).get("stage")
         save_pretrained(net, args.out, **({"stage": stage} if stage else {}), averaged_from=args.models)
     except DerainError as exc:
         print(f"error: {exc}", file=sys.stderr)
