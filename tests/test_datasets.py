@@ -167,3 +167,25 @@ def test_random_blur_sigma_stays_in_range_and_is_seeded():
     assert blur(x, np.random.default_rng(7))[1] == blur(x, np.random.default_rng(7))[1]
     with pytest.raises(DerainError):
         RandomBlur((2.0, 1.0))
+
+
+def test_synthetic_rainy_share_replaces_rainy_samples_only(recog_folders):
+    from derain.data import RainMixDataset, SyntheticRainyDataset
+    rain, clear = recog_folders
+    real = UnpairedDataset([(rain, RAINY_LABEL), (clear, CLEAR_LABEL)], crop=8, seed=0, balanced=True,
+                           samples_per_epoch=400)
+    clear_files = sorted(clear.rglob("*.png"))
+    synthetic = RainMixDataset(clear_files, crop=8, seed=0, weights={"heavy": 1.0})
+    mixed = SyntheticRainyDataset(real, synthetic, share=0.5)
+    chosen = [i for i in range(len(mixed)) if mixed.is_synthetic(i)]
+    assert all(i % 2 == 0 for i in chosen)  # only the rainy class (label 0 sorts first)
+    assert 80 < len(chosen) < 120  # about half of the 200 rainy samples
+    for i in chosen[:5]:
+        img, label = mixed[i]
+        assert float(label) == RAINY_LABEL and torch.equal(img, synthetic[i][0])
+        assert img.mean() > 0.5  # a bright clear scene with rain, not the dark real rainy image
+    for i in (1, 3):
+        assert torch.equal(mixed[i][0], real[i][0]) and float(mixed[i][1]) == CLEAR_LABEL
+    assert not any(SyntheticRainyDataset(real, synthetic, 0.0).is_synthetic(i) for i in range(len(real)))
+    with pytest.raises(DerainError, match="no 'none'"):
+        SyntheticRainyDataset(real, RainMixDataset(clear_files, crop=8, weights={"none": 1.0}), 0.5)

@@ -18,6 +18,7 @@ from derain.cli import main
 from derain.config import load_model_config
 from derain.errors import DerainError
 from derain.hub import from_pretrained
+from derain.data import CLEAR_LABEL
 from derain.data.families import holdout
 from derain.train import pipeline
 from derain.train.config import STAGES, StageConfig, load_train_config, resolve_data
@@ -364,3 +365,13 @@ def test_validation_models_can_be_kept_and_averaged(data, tmp_path):
     wider = tmp_path / "wider"
     train({**tiny_config(data), "model": {**MODEL, "dim": MODEL["dim"] * 2}}, wider, stages=["scratch"])
     assert average_main([str(tmp_path / "bad"), str(tmp_path / "mean"), str(wider / "scratch_model")]) == 1
+
+
+def test_recog_synthetic_rain_share_puts_rain_on_the_clear_training_photos(data, tmp_path):
+    cfg = load_train_config(tiny_config(data, recog={"synthetic_rain": 0.5}))
+    stage = build_stage("recog", cfg, RunDir(tmp_path), torch.device("cpu"))
+    synthetic = stage.dataset.synthetic
+    assert stage.dataset.share == 0.5 and "none" not in synthetic.weights
+    assert set(synthetic.files) == {path for path, label in stage.dataset.real.items if label == CLEAR_LABEL}
+    with pytest.raises(DerainError, match="synthetic_rain must be in"):
+        load_train_config(tiny_config(data, recog={"synthetic_rain": 1.5}))

@@ -18,6 +18,7 @@ _LAZY = {
     "UnpairedDataset": "datasets",
     "BlurDataset": "datasets",
     "RainMixDataset": "datasets",
+    "SyntheticRainyDataset": "datasets",
     "RAINY_LABEL": "datasets",
     "CLEAR_LABEL": "datasets",
 }

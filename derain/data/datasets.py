@@ -109,7 +109,7 @@ class UnpairedDataset(SeededDataset):
             self.items += [(f, float(label)) for f in images_in(root)]
         if not self.items:
             raise DerainError("UnpairedDataset: no folders given")
-        labels = sorted({label for _, label in self.items})
+        self.labels = labels = sorted({label for _, label in self.items})
         self.by_label = [[item for item in self.items if item[1] == label] for label in labels]
         self.balanced = balanced
         default = len(labels) * max(map(len, self.by_label)) if balanced else len(self.items)
@@ -191,3 +191,36 @@ class RainMixDataset(SeededDataset):
 
     def random_photo(self, rng: np.random.Generator) -> np.ndarray:
         return self.photo(int(rng.integers(len(self.files))))
+
+
+class SyntheticRainyDataset(Dataset):
+    """T_recog's samples with a `share` of the rainy ones synthetic: a clear training photo with rain of a
+    random family (a RainMixDataset without `none`). The clear class holds the same scenes, so only the
+    rain tells the two apart, not the scene type of the real rainy photos."""
+
+    def __init__(self, real: UnpairedDataset, synthetic: RainMixDataset, share: float):
+        if not 0 <= share <= 1:
+            raise DerainError(f"synthetic_rain must be in [0, 1], got {share}")
+        if not real.balanced or RAINY_LABEL not in real.labels:
+            raise DerainError("SyntheticRainyDataset: needs a balanced UnpairedDataset with a rainy class")
+        if synthetic.weights.get("none", 0) > 0:
+            raise DerainError("SyntheticRainyDataset: the synthetic rainy samples must all have rain (no 'none')")
+        self.real, self.synthetic, self.share = real, synthetic, share
+        self.rainy_slot = real.labels.index(RAINY_LABEL)
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.real.set_epoch(epoch)
+        self.synthetic.set_epoch(epoch)
+
+    def is_synthetic(self, index: int) -> bool:
+        rainy = index % len(self.real.labels) == self.rainy_slot
+        coin = np.random.default_rng([self.synthetic.seed, self.synthetic.epoch, int(index), 1]).random()
+        return rainy and coin < self.share
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.is_synthetic(index):
+            return self.synthetic[index][0], torch.tensor(RAINY_LABEL, dtype=torch.float32)
+        return self.real[index]

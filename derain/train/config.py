@@ -62,6 +62,16 @@ class StageConfig:
 
 
 @dataclass
+class RecogConfig(StageConfig):
+    synthetic_rain: float = 0.0  # share of the rainy samples that are clear training photos with synthetic rain
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.synthetic_rain <= 1:
+            raise ValueError(f"synthetic_rain must be in [0, 1], got {self.synthetic_rain}")
+
+
+@dataclass
 class DistillConfig(StageConfig):
     teachers: list[str] = field(default_factory=lambda: list(TEACHERS))  # Table 3 ablation: [recog] or [recon]
 
@@ -81,7 +91,7 @@ class FinetuneConfig(StageConfig):
             raise ValueError(f"lr_encoder must be positive, got {self.lr_encoder}")
 
 
-STAGE_CONFIGS = {"recog": StageConfig, "recon": StageConfig, "distill": DistillConfig,
+STAGE_CONFIGS = {"recog": RecogConfig, "recon": StageConfig, "distill": DistillConfig,
                  "finetune": FinetuneConfig, "scratch": StageConfig}
 
 

@@ -22,9 +22,10 @@ from torch.utils.data import Dataset
 
 from derain.archs import Encoder, ImageNet, RecogNet
 from derain.archs.ttl import init_weights
-from derain.data import CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, RainMixDataset, UnpairedDataset
+from derain.data import (CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, RainMixDataset, SyntheticRainyDataset,
+                         UnpairedDataset)
 from derain.data.datasets import images_in
-from derain.data.families import holdout
+from derain.data.families import TRAIN_WEIGHTS, holdout
 from derain.atomic import atomic_write
 from derain.errors import DerainError
 from derain.hub import from_pretrained, resolve_model, save_pretrained
@@ -120,8 +121,11 @@ def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
     rainy = training_photos(cfg.data.real_rainy, cfg.data.holdout)
     folders = [(f, RAINY_LABEL) for f in rainy] + [(f, CLEAR_LABEL) for f in clear]
     net = RecogNet(cfg.model)
-    return Stage("recog", Supervised(net, recog_loss),
-                 UnpairedDataset(folders, crop=s.crop, seed=cfg.seed, balanced=True),
+    data = UnpairedDataset(folders, crop=s.crop, seed=cfg.seed, balanced=True)
+    if s.synthetic_rain:  # the same clear scenes with rain: T_recog must learn the rain, not the scene
+        rain = {family: w for family, w in TRAIN_WEIGHTS.items() if family != "none"}
+        data = SyntheticRainyDataset(data, RainMixDataset(clear, crop=s.crop, seed=cfg.seed, weights=rain), s.synthetic_rain)
+    return Stage("recog", Supervised(net, recog_loss), data,
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("recog", run))
 
 
