@@ -55,3 +55,19 @@ def test_real_rain_report_tells_streak_removal_from_darkening():
     assert abs(mean - (-40 * 0.1 * 219 / 255)) < 0.3 and median == 0
     mean, median = brightness_change(rainy, rainy - 10)
     assert abs(mean + 10 * 219 / 255) < 0.6 and abs(median + 10 * 219 / 255) < 0.6
+
+
+def test_the_shell_recipes_parse_and_their_overrides_are_valid_config_keys():
+    import re
+
+    from derain.train.config import load_train_config
+
+    for script in sorted((ROOT / "scripts").glob("*.sh")):
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    text = (ROOT / "scripts" / "ablation_table3.sh").read_text()
+    overrides = [o.replace("$iters", "1000").replace("$crop", "96").replace("$teachers", "recog,recon")
+                 for o in re.findall(r'--set "?([\w.]+=[^ ")]+)', text)]
+    assert len(overrides) == 7
+    cfg = load_train_config(ROOT / "configs" / "mix.yaml", overrides=overrides)
+    assert cfg.stages["finetune"].iters == cfg.stages["scratch"].iters == 1000
+    assert cfg.stages["distill"].teachers == ["recog", "recon"]
