@@ -102,16 +102,25 @@ def progress(items: list, what: str) -> Iterator:
 
 
 def score_pairs(pairs: list, metrics: list[str], protocol: str, predict: Predictor | None = None,
-                niqe_model=None) -> list[dict]:
-    """Score a paired dataset: the predictions, or the rainy inputs themselves without ``predict``."""
+                niqe_model=None, with_input: bool = False) -> list[dict]:
+    """Score a paired dataset: the predictions, or the rainy inputs themselves without ``predict``.
+    ``with_input`` adds each rainy input's PSNR as ``psnr_input`` (see `worse_than_input`)."""
     from derain.data import load_pair_uint8
 
     rows = []
     for pair in progress(pairs, "scoring"):
         rainy, clean = load_pair_uint8(pair)
         pred = rainy if predict is None else predict(pair, rainy)
-        rows.append({"image": pair.name, **score_image(pred, clean, metrics, protocol, niqe_model, str(pair.rainy))})
+        row = {"image": pair.name, **score_image(pred, clean, metrics, protocol, niqe_model, str(pair.rainy))}
+        if with_input:
+            row["psnr_input"] = score_image(rainy, clean, ["psnr"], protocol, None, str(pair.rainy))["psnr"]
+        rows.append(row)
     return rows
+
+
+def worse_than_input(rows: list[dict]) -> int:
+    """How many outputs score a lower PSNR than their rainy input (rows of `score_pairs(with_input=True)`)."""
+    return sum(row["psnr"] < row["psnr_input"] for row in rows)
 
 
 def model_predictor(model: Model, save_dir: Path | None = None) -> Predictor:

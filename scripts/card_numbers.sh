@@ -14,15 +14,7 @@ for item in "$@"; do
   gallery_models+=(--model "$item")
   echo "== $name ($model)"
   derain suite --model "$model" --out "$out/suite-$name" | tail -n +1
-  derain eval --model "$model" --data "$data/paired/ddn_sirr_test20" --out "$out/ddn-$name" | grep -E "psnr|ssim"
-  python - "$out/ddn-$name/scores.csv" "$data/paired/ddn_sirr_test20" <<'PY'
-import csv, sys
-from derain.data import list_pairs, load_pair_uint8
-from derain.metrics import psnr
-rows = {r["image"]: float(r["psnr"]) for r in csv.DictReader(open(sys.argv[1]))}
-worse = sum(rows[p.name] < psnr(*load_pair_uint8(p)) for p in list_pairs(sys.argv[2]))
-print(f"  worse than the input on {worse} of {len(rows)}")
-PY
+  derain eval --model "$model" --data "$data/paired/ddn_sirr_test20" --out "$out/ddn-$name" | grep -E "psnr|ssim|worse"
   derain eval --model "$model" --rainy /tmp/sirr30 --out "$out/niqe-$name" | grep niqe
   python scripts/real_rain_report.py --model "$model" --rainy /tmp/sirr30 --n 30 | tail -1
 done

@@ -148,6 +148,10 @@ class TestEval:
         summary = _read_json(tmp_path / "out" / "summary.json")
         assert summary["model"] == "some-model"
         assert summary["mean"]["psnr"] != pytest.approx(_input_scores()[0])
+        # +1 everywhere adds error where rain left a pixel exact and where streaks were already too bright
+        assert summary["mean"]["psnr_input"] == pytest.approx(_input_scores()[0])
+        assert summary["worse_than_input"] == 4
+        assert "Worse than the rainy input (PSNR): 4 of 4 images." in (tmp_path / "out" / "summary.md").read_text()
 
     def test_unpaired_rain_gets_niqe_of_input_and_output(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--rainy", str(dataset / "input"), "--model", "m", "--out", str(tmp_path)]) == 0

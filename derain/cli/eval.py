@@ -55,7 +55,8 @@ def run(args) -> int:
         from derain.data import list_pairs
 
         predict = ev.model_predictor(model, args.save) if model else None
-        rows = ev.score_pairs(list_pairs(args.data), metrics, args.protocol, predict, niqe_model)
+        with_input = predict is not None and "psnr" in metrics
+        rows = ev.score_pairs(list_pairs(args.data), metrics, args.protocol, predict, niqe_model, with_input)
     elif args.pred:
         rows = ev.score_predictions(ev.match_by_stem(args.pred, args.clean), metrics, args.protocol, niqe_model)
     else:
@@ -74,6 +75,8 @@ def run(args) -> int:
         "niqe": (args.niqe_params or "bundled pristine model") if niqe_model else None,
         "mean": ev.mean_scores(rows),
     }
+    if rows and "psnr_input" in rows[0]:
+        summary["worse_than_input"] = ev.worse_than_input(rows)
     out = args.out or Path("results") / f"eval-{source.resolve().name}"
     ev.write_csv(out / "scores.csv", rows)
     ev.write_json(out / "summary.json", summary)
@@ -108,6 +111,8 @@ def _markdown(summary: dict, ev) -> str:
         lines.append(f"Protocol `{summary['protocol']}`: {summary['protocol_description']}.")
     if summary["niqe"]:
         lines.append(f"{ev.NIQE_DESCRIPTION}; pristine model: {summary['niqe']}.")
+    if "worse_than_input" in summary:
+        lines.append(f"Worse than the rainy input (PSNR): {summary['worse_than_input']} of {summary['images']} images.")
     return "\n".join(lines) + "\n\n" + table
 
 
@@ -118,6 +123,8 @@ def _print_summary(summary: dict, out: Path, ev) -> None:
     if summary["niqe"]:
         print(f"niqe: {summary['niqe']}")
     for metric, value in summary["mean"].items():
-        unit = " dB" if metric == "psnr" else ""
+        unit = " dB" if metric.startswith("psnr") else ""
         print(f"  {metric:<12} {ev.format_score(metric, value)}{unit}")
+    if "worse_than_input" in summary:
+        print(f"  worse than the rainy input: {summary['worse_than_input']} of {summary['images']} images")
     print(f"wrote {out / 'scores.csv'}, {out / 'summary.json'}, {out / 'summary.md'}")
