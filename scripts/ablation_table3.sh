@@ -2,7 +2,7 @@
 # The Table 3 ablation (paper Sec. 4) at a small budget: TTL with both teachers (V1), with T_recog only, with
 # T_recon only, and V2 (no teachers), each fine-tuned for the same iterations on the same rain, then scored
 # on the validation suite and on ddn_sirr_test20. The teachers are trained once and shared. From the repo
-# root, with ../shared/data and the suite (`derain suite --model none`). About 75 minutes on 2 CPU cores at
+# root, with ../shared/data and the suite (`derain suite --model none`). About 90 minutes on 2 CPU cores at
 # the defaults; every stage resumes where it stopped.
 #   bash scripts/ablation_table3.sh [OUT] [FINETUNE_ITERS] [CROP]      # defaults: runs/table3 1000 96
 set -euo pipefail
