@@ -216,9 +216,9 @@ class SyntheticRainyDataset(Dataset):
         self.synthetic.set_epoch(epoch)
 
     def is_synthetic(self, index: int) -> bool:
-        rainy = index % len(self.real.labels) == self.rainy_slot
-        coin = np.random.default_rng([self.synthetic.seed, self.synthetic.epoch, int(index), 1]).random()
-        return rainy and coin < self.share
+        if index % len(self.real.labels) != self.rainy_slot:
+            return False
+        return np.random.default_rng([self.synthetic.seed, self.synthetic.epoch, int(index), 1]).random() < self.share
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.is_synthetic(index):
