@@ -28,6 +28,7 @@ class ModelConfig:
     se_window: int = 31  # channel-attention pooling window in tokens; 0 = global (as CA-ViT)
     spp_kernels: tuple[int, ...] = field(default=(5, 9, 13))
     detail_dim: int = 0  # width of the image decoders' full-resolution detail path; 0 = none
+    darken_only: bool = False  # D_dr: no output pixel brighter than the input (rain only adds light)
 
     def __post_init__(self):
         object.__setattr__(self, "spp_kernels", tuple(int(k) for k in self.spp_kernels))

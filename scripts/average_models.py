@@ -1,14 +1,16 @@
 """Average the weights of several model directories of one architecture (checkpoint averaging, a
 "model soup") into a new model directory.
 
-    python scripts/average_models.py OUT MODEL [MODEL ...]
+    python scripts/average_models.py OUT MODEL [MODEL ...] [--darken-only]
 
 Each MODEL is what `derain.hub.resolve_model` accepts (a model directory, a run, or `bundled`). OUT gets
 the architecture's config.json with the `averaged_from` list, and the mean weights, written atomically.
+`--darken-only` sets the model config's `darken_only` (D_dr keeps the negative part of its residual).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,10 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("models", nargs="+")
+    parser.add_argument("--darken-only", action="store_true", help="no output pixel brighter than the input")
     args = parser.parse_args(argv)
     try:
         paths = [resolve_model(m) for m in args.models]
         net = average_models(paths)
+        if args.darken_only:
+            capped = type(net)(dataclasses.replace(net.config, darken_only=True))
+            capped.load_state_dict(net.state_dict())
+            net = capped
         stage = read_config(paths[0]).get("stage")
         save_pretrained(net, args.out, **({"stage": stage} if stage else {}), averaged_from=args.models)
     except DerainError as exc:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The bundled model's recipe after V2's 12,000 iterations (MODEL_CARD.md, "Training"): two continuations of
-# V2's step-10,000 weights with rebalanced rain, then the mean of three validation models. About 60 minutes
-# on 2 CPU cores; from the repo root, with ../shared/data and the suite (`derain suite --model none`).
+# The bundled model's recipe after V2's 12,000 iterations (MODEL_CARD.md, "Training"): three continuations of
+# V2's step-10,000 weights with rebalanced rain (A, B, then C from the mean of A and B's validation models),
+# then the mean of C's last two validation models, capped so no pixel brightens (--darken-only). A and B
+# took about 60 minutes on 2 AVX-512 CPU cores, C 37 minutes on 2 AVX2 cores; from the repo root, with
+# ../shared/data and the suite (`derain suite --model none`).
 #   bash scripts/train_bundled.sh [OUT_MODEL_DIR]      # default: runs/bundled
 set -euo pipefail
 out=${1:-runs/bundled}
@@ -19,5 +21,12 @@ derain train configs/mix.yaml --out runs/cont-b --stages scratch --resume \
   --set stages.scratch.lr=1e-4 --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
   --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.06, camera: 0.09, none: 0.30}' \
   --set data.synth.negatives=4
-python scripts/average_models.py "$out" runs/cont-a/scratch_model \
-  runs/cont-b/scratch/val-00001500 runs/cont-b/scratch/val-00002000
+python scripts/average_models.py runs/bundled-s3 runs/cont-a/scratch_model \
+  runs/cont-b/scratch/val-00001500 runs/cont-b/scratch/val-00002000   # the model shipped in session 3
+# C: from that mean; no-rain .32 as the most detailed of 4 crops, lr 5e-5; its validations at 1500 and 2000
+derain train configs/mix.yaml --out runs/cont-c --stages scratch --resume \
+  --set stages.scratch.init=runs/bundled-s3 --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
+  --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
+  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
+  --set data.synth.negatives=4
+python scripts/average_models.py "$out" runs/cont-c/scratch/val-00001500 runs/cont-c/scratch/val-00002000 --darken-only

@@ -203,3 +203,20 @@ def test_fast_inference_path_equals_the_plain_reference(config):
         img = torch.rand(2, 3, 70, 90)
         expected = net.decoder(reference_encoder(net.encoder, img), img)
         torch.testing.assert_close(net(img), expected, atol=1e-4, rtol=0)
+
+
+def test_darken_only_is_the_signed_output_capped_at_the_input():
+    """darken_only = min(the same weights' signed output, the input), pixel by pixel; random weights
+    large enough that the signed net brightens many pixels, so the cap has work to do."""
+    torch.manual_seed(0)
+    signed = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4}).eval()
+    with torch.no_grad():
+        for p in signed.parameters():
+            p.normal_(0, 0.3)
+    capped = create_model({**signed.config.to_dict(), "darken_only": True}).eval()
+    capped.load_state_dict(signed.state_dict())
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        y, reference = capped(x), signed(x)
+    assert (reference > x).float().mean() > 0.2
+    torch.testing.assert_close(y, torch.minimum(reference, x))

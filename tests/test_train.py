@@ -362,6 +362,12 @@ def test_validation_models_can_be_kept_and_averaged(data, tmp_path):
         assert torch.allclose(mean[k].double(), (a[k].double() + b[k].double()) / 2, atol=1e-7), k
     final = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
     assert all(torch.equal(final[k], b[k]) for k in b)  # the step-8 validation is the final weights
+    assert average_main([str(tmp_path / "capped"), str(tmp_path / "mean"), "--darken-only"]) == 0
+    signed, capped = from_pretrained(tmp_path / "mean").eval(), from_pretrained(tmp_path / "capped").eval()
+    assert capped.config.darken_only and not signed.config.darken_only
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(capped(x), torch.minimum(signed(x), x))
     wider = tmp_path / "wider"
     train({**tiny_config(data), "model": {**MODEL, "dim": MODEL["dim"] * 2}}, wider, stages=["scratch"])
     assert average_main([str(tmp_path / "bad"), str(tmp_path / "mean"), str(wider / "scratch_model")]) == 1

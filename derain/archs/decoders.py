@@ -64,12 +64,14 @@ class DetailFusion(nn.Module):
 
 
 class ImageDecoder(nn.Module):
-    """D_recon / D_dr: predicts the clean image as input + residual, at the input's size."""
+    """D_recon / D_dr: predicts the clean image as input + residual, at the input's size.
+    `darken_only` keeps the residual's negative part: rain only adds light (O = B + R, R ≥ 0, and the
+    screen blend), so a derained pixel is never brighter than the rainy one. D_dr only; D_recon sharpens."""
 
     def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
-                 detail_dim: int = 0):
+                 detail_dim: int = 0, darken_only: bool = False):
         super().__init__()
-        self.patch_size = patch_size
+        self.patch_size, self.darken_only = patch_size, darken_only
         self.spp = SPP(dim, kernels)
         self.conv = nn.Conv2d(dim, (detail_dim or out_chans) * patch_size**2, 3, padding=1)
         self.detail = DetailFusion(out_chans, detail_dim, out_chans) if detail_dim else None
@@ -84,4 +86,6 @@ class ImageDecoder(nn.Module):
         residual = residual[..., :H, :W]
         if self.detail is not None:
             residual = self.detail(residual, img)
+        if self.darken_only:
+            residual = residual.clamp(max=0)
         return img + residual

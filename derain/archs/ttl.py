@@ -39,7 +39,8 @@ class ImageNet(nn.Module):
         super().__init__()
         self.config = cfg
         self.encoder = Encoder(cfg)
-        self.decoder = ImageDecoder(cfg.dim, cfg.spp_kernels, cfg.in_chans, cfg.patch_size, cfg.detail_dim)
+        self.decoder = ImageDecoder(cfg.dim, cfg.spp_kernels, cfg.in_chans, cfg.patch_size, cfg.detail_dim,
+                                    cfg.darken_only)
         self.apply(init_weights)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ trains (frozen teachers are held outside it); `export(module)` writes what later
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -131,7 +131,7 @@ def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
 
 def recon(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["recon"]
-    net = ImageNet(cfg.model)
+    net = ImageNet(replace(cfg.model, darken_only=False))  # deblurring brightens as often as it darkens
     return Stage("recon", Supervised(net, recon_loss),
                  BlurDataset(training_photos(cfg.data.real_clear, cfg.data.holdout), crop=s.crop, sigma_range=tuple(cfg.data.blur_sigma), seed=cfg.seed),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("recon", run))
