@@ -109,6 +109,44 @@ def test_the_pipeline_writes_loadable_models_logs_and_checkpoints(finished_run):
     validations = [e for e in log_lines(finished_run) if "val_psnr" in e]
     assert {(e["stage"], e["step"]) for e in validations} == {(s, k) for s in ("finetune", "scratch") for k in (4, 8)}
     assert all(10 < e["val_psnr"] < 60 for e in validations)
+    recog = [e for e in log_lines(finished_run) if "val_balanced_accuracy" in e]
+    assert [(e["stage"], e["step"]) for e in recog] == [("recog", 4), ("recog", 8)]
+    best = json.loads((finished_run / "recog" / "best" / "config.json").read_text())
+    assert best["val_balanced_accuracy"] == max(e["val_balanced_accuracy"] for e in recog)
+    exported, chosen = (from_pretrained(finished_run / "recog" / d).state_dict() for d in ("model", "best"))
+    assert all(torch.equal(exported[k], chosen[k]) for k in chosen)  # the teacher is the best validation
+
+
+def test_recog_validation_is_the_balanced_accuracy_of_rainy_and_clean_photos(data, tmp_path):
+    """A scripted T_recog that knows which images are rainy, wrong on a chosen set: 2 pairs plus a
+    `none` pair (rainy = clean, counted as clean only) give 2 rainy and 3 clean images."""
+    from derain.data import list_pairs
+    from derain.train.loop import validate_recog
+
+    val = tmp_path / "val"
+    shutil.copytree(data / "val", val)
+    shutil.copy(val / "clean" / "0.png", val / "clean" / "none.png")
+    shutil.copy(val / "clean" / "0.png", val / "rainy" / "none.png")
+    rainy = {np.asarray(Image.open(p)).tobytes() for p in (val / "rainy").glob("[01].png")}
+
+    class Scripted(nn.Module):
+        def __init__(self, wrong_on_clean: int):
+            super().__init__()
+            self.wrong_on_clean, self.clean_seen = wrong_on_clean, 0
+
+        def forward(self, x):
+            img = (x[0].permute(1, 2, 0) * 255).round().byte().numpy().tobytes()
+            if img in rainy:
+                return torch.tensor([0.0])
+            self.clean_seen += 1
+            return torch.tensor([0.0 if self.clean_seen <= self.wrong_on_clean else 1.0])
+
+    pairs = list_pairs(val)
+    perfect = validate_recog(Scripted(0), pairs, torch.device("cpu"))
+    assert perfect == {"val_balanced_accuracy": 1.0, "val_rainy_accuracy": 1.0, "val_clear_accuracy": 1.0}
+    one_wrong = validate_recog(Scripted(1), pairs, torch.device("cpu"))
+    assert one_wrong["val_clear_accuracy"] == pytest.approx(2 / 3)
+    assert one_wrong["val_balanced_accuracy"] == pytest.approx((1 + 2 / 3) / 2)
 
 
 @pytest.mark.parametrize("stage", STAGES)

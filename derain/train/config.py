@@ -47,7 +47,7 @@ class StageConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     log_every: int = 20
     checkpoint_every: int = 500
-    val_every: int = 500  # finetune and scratch: Y-PSNR/SSIM on data.val every K iterations; 0 = off
+    val_every: int = 500  # recog (balanced accuracy), finetune and scratch (Y-PSNR/SSIM) on data.val every K; 0 = off
     keep_val_models: bool = False  # also keep each validation's weights as <stage>/val-<step>/ (to average)
     init: str | None = None  # scratch only: start from this model's weights ('bundled', a model or run dir)
 

@@ -41,7 +41,7 @@ class Stage:
     dataset: Dataset
     param_groups: list[dict]  # Adam's groups; the last one's lr is the one logged
     export: Callable[[nn.Module], None]
-    val_net: nn.Module | None = None  # scored on data.val during training (finetune, scratch)
+    val_net: nn.Module | None = None  # scored on data.val during training (recog, finetune, scratch)
 
 
 class Supervised(nn.Module):
@@ -109,6 +109,18 @@ def save_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
     return lambda module: save_pretrained(module.net, run.model_dir(name), stage=name)
 
 
+def save_best_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
+    """The stage's best validation weights (<stage>/best) as its model if it validated, else its last:
+    T_recog's loss is noisy for thousands of steps, so its last weights are a noisy draw."""
+    def export(module: nn.Module) -> None:
+        best = run.stage_dir(name) / "best"
+        if (best / "config.json").is_file():
+            module.net.load_state_dict(from_pretrained(best).state_dict())
+        save_pretrained(module.net, run.model_dir(name), stage=name,
+                        **({"from": "best validation"} if (best / "config.json").is_file() else {}))
+    return export
+
+
 def training_photos(folders: list[str], share: float) -> list[Path]:
     """The photos under `folders` minus the held-out share (the validation suite's, for clean photos)."""
     files = [f for folder in folders for f in images_in(folder)]
@@ -126,7 +138,7 @@ def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
         rain = {family: w for family, w in TRAIN_WEIGHTS.items() if family != "none"}
         data = SyntheticRainyDataset(data, RainMixDataset(clear, crop=s.crop, seed=cfg.seed, weights=rain), s.synthetic_rain)
     return Stage("recog", Supervised(net, recog_loss), data,
-                 [{"params": list(net.parameters()), "lr": s.lr}], save_model("recog", run))
+                 [{"params": list(net.parameters()), "lr": s.lr}], save_best_model("recog", run), val_net=net)
 
 
 def recon(cfg: TrainConfig, run: RunDir, device) -> Stage:
