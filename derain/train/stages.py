@@ -28,7 +28,7 @@ from derain.data.datasets import images_in
 from derain.data.families import TRAIN_WEIGHTS, holdout
 from derain.atomic import atomic_write
 from derain.errors import DerainError
-from derain.hub import from_pretrained, resolve_model, save_pretrained
+from derain.hub import CONFIG_NAME, from_pretrained, resolve_model, save_pretrained
 from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
 from derain.train.config import STAGES, TrainConfig
 from derain.train.rundir import RunDir
@@ -114,10 +114,10 @@ def save_best_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
     T_recog's loss is noisy for thousands of steps, so its last weights are a noisy draw."""
     def export(module: nn.Module) -> None:
         best = run.stage_dir(name) / "best"
-        if (best / "config.json").is_file():
+        validated = (best / CONFIG_NAME).is_file()
+        if validated:
             module.net.load_state_dict(from_pretrained(best).state_dict())
-        save_pretrained(module.net, run.model_dir(name), stage=name,
-                        **({"from": "best validation"} if (best / "config.json").is_file() else {}))
+        save_pretrained(module.net, run.model_dir(name), stage=name, **({"from": "best validation"} if validated else {}))
     return export
 
 
