@@ -121,7 +121,7 @@ def test_recog_validation_is_the_balanced_accuracy_of_rainy_and_clean_photos(dat
     """A scripted T_recog that knows which images are rainy, wrong on a chosen set: 2 pairs plus a
     `none` pair (rainy = clean, counted as clean only) give 2 rainy and 3 clean images."""
     from derain.data import list_pairs
-    from derain.train.loop import validate_recog
+    from derain.train.validation import validate_recog
 
     val = tmp_path / "val"
     shutil.copytree(data / "val", val)

@@ -24,17 +24,15 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from derain.api import Derainer
 from derain.console import progress_bar
-from derain.data import Pair, load_pair_uint8
-from derain.data.datasets import to_tensor
+from derain.data import Pair
 from derain.errors import DerainError
 from derain.hub import save_pretrained
-from derain.metrics import psnr, ssim
 from derain.train.config import StageConfig
 from derain.train.distributed import Dist
 from derain.train.rundir import RunDir, RunLog, load_checkpoint, save_checkpoint
 from derain.train.stages import Stage
+from derain.train.validation import describe
 
 
 @dataclass
@@ -95,43 +93,6 @@ def batch_stream(dataset: Dataset, batch_size: int, start_step: int, ctx: Contex
                             num_workers=ctx.workers, pin_memory=ctx.dist.device.type == "cuda")
         yield from loader
         step = (epoch + 1) * per_epoch
-
-
-def validate(net: nn.Module, pairs: list[Pair], device: torch.device) -> dict[str, float]:
-    """Mean Y-PSNR/SSIM (derain.metrics, MATLAB protocol) of the net's uint8 outputs on whole images,
-    derained as `derain.load` does (large images in tiles)."""
-    derainer = Derainer(net.eval(), device)
-    scores = []
-    for pair in pairs:
-        rainy, clean = load_pair_uint8(pair)
-        output = derainer(rainy)
-        scores.append((psnr(output, clean), ssim(output, clean)))
-    net.train()
-    mean_psnr, mean_ssim = np.mean(scores, axis=0)
-    return {"val_psnr": float(mean_psnr), "val_ssim": float(mean_ssim)}
-
-
-@torch.no_grad()
-def validate_recog(net: nn.Module, pairs: list[Pair], device: torch.device) -> dict[str, float]:
-    """T_recog on data.val: each pair's rainy image should score rainy (< 0.5) and its clean photo
-    rain-free (> 0.5); a pair whose rainy image is its clean photo (the suite's `none`) counts as clean
-    only. Balanced accuracy: the mean of the two classes' accuracies."""
-    net.eval()
-    called_clear: dict[str, list[bool]] = {"rainy": [], "clear": []}
-    clean_seen = set()
-    for pair in pairs:
-        rainy, clean = load_pair_uint8(pair)
-        images = [] if np.array_equal(rainy, clean) else [("rainy", rainy)]
-        if str(pair.clean) not in clean_seen:
-            clean_seen.add(str(pair.clean))
-            images.append(("clear", clean))
-        for label, img in images:
-            called_clear[label].append(float(net(to_tensor(img / 255.0)[None].to(device))) > 0.5)
-    net.train()
-    rainy_acc = 1 - float(np.mean(called_clear["rainy"])) if called_clear["rainy"] else float("nan")
-    clear_acc = float(np.mean(called_clear["clear"]))
-    return {"val_balanced_accuracy": (rainy_acc + clear_acc) / 2, "val_rainy_accuracy": rainy_acc,
-            "val_clear_accuracy": clear_acc}
 
 
 @dataclass
@@ -196,11 +157,10 @@ def restore(folder, module: nn.Module, ema: EMA | None, optimizer, scheduler) ->
 
 def validate_and_keep_best(stage: Stage, ctx: Context, progress: Progress, module: nn.Module,
                            ema: EMA | None, keep: bool = False) -> None:
-    """Score data.val with the (EMA) weights (Y-PSNR, or T_recog's balanced accuracy: the first score
-    decides); save them as <stage>/best when they beat the best so far, and as <stage>/val-<step> too
+    """Score data.val with the (EMA) weights by the stage's `validate` (its first score decides); save them as <stage>/best when they beat the best so far, and as <stage>/val-<step> too
     with `keep`."""
     with averaged_weights(module, ema):
-        scores = (validate_recog if stage.name == "recog" else validate)(stage.val_net, ctx.val_pairs, ctx.dist.device)
+        scores = stage.validate(stage.val_net, ctx.val_pairs, ctx.dist.device)
         key = next(iter(scores))
         if keep:
             save_pretrained(stage.val_net, ctx.run.stage_dir(stage.name) / f"val-{progress.step:08d}",
@@ -208,15 +168,8 @@ def validate_and_keep_best(stage: Stage, ctx: Context, progress: Progress, modul
         if progress.best is None or scores[key] > progress.best[key]:
             progress.best = {"step": progress.step, **scores}
             save_pretrained(stage.val_net, ctx.run.stage_dir(stage.name) / "best", stage=stage.name, **progress.best)
-    best = progress.best
-    ctx.log.write(stage.name, progress.step, **scores, **{f"best_{key}": best[key]})
-    if key == "val_psnr":
-        tqdm.write(f"{stage.name} step {progress.step}: val Y-PSNR {scores['val_psnr']:.2f} dB, "
-                   f"SSIM {scores['val_ssim']:.4f} (best {best['val_psnr']:.2f} dB at step {best['step']})")
-    else:
-        tqdm.write(f"{stage.name} step {progress.step}: val balanced accuracy {scores[key]:.1%} (rainy "
-                   f"{scores['val_rainy_accuracy']:.1%}, clear {scores['val_clear_accuracy']:.1%}; best "
-                   f"{best[key]:.1%} at step {best['step']})")
+    ctx.log.write(stage.name, progress.step, **scores, **{f"best_{key}": progress.best[key]})
+    tqdm.write(describe(stage.name, progress.step, scores, progress.best))
 
 
 def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:

@@ -32,6 +32,7 @@ from derain.hub import CONFIG_NAME, from_pretrained, resolve_model, save_pretrai
 from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
 from derain.train.config import STAGES, TrainConfig
 from derain.train.rundir import RunDir
+from derain.train.validation import validate_recog, validate_restoration
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Stage:
     param_groups: list[dict]  # Adam's groups; the last one's lr is the one logged
     export: Callable[[nn.Module], None]
     val_net: nn.Module | None = None  # scored on data.val during training (recog, finetune, scratch)
+    validate: Callable[[nn.Module, list, torch.device], dict[str, float]] = validate_restoration
 
 
 class Supervised(nn.Module):
@@ -138,7 +140,8 @@ def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
         rain = {family: w for family, w in TRAIN_WEIGHTS.items() if family != "none"}
         data = SyntheticRainyDataset(data, RainMixDataset(clear, crop=s.crop, seed=cfg.seed, weights=rain), s.synthetic_rain)
     return Stage("recog", Supervised(net, recog_loss), data,
-                 [{"params": list(net.parameters()), "lr": s.lr}], save_best_model("recog", run), val_net=net)
+                 [{"params": list(net.parameters()), "lr": s.lr}], save_best_model("recog", run), val_net=net,
+                 validate=validate_recog)
 
 
 def recon(cfg: TrainConfig, run: RunDir, device) -> Stage:
