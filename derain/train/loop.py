@@ -157,8 +157,8 @@ def restore(folder, module: nn.Module, ema: EMA | None, optimizer, scheduler) ->
 
 def validate_and_keep_best(stage: Stage, ctx: Context, progress: Progress, module: nn.Module,
                            ema: EMA | None, keep: bool = False) -> None:
-    """Score data.val with the (EMA) weights by the stage's `validate` (its first score decides); save them as <stage>/best when they beat the best so far, and as <stage>/val-<step> too
-    with `keep`."""
+    """Score data.val with the (EMA) weights by the stage's `validate` (its first score decides); save
+    them as <stage>/best when they beat the best so far, and as <stage>/val-<step> too with `keep`."""
     with averaged_weights(module, ema):
         scores = stage.validate(stage.val_net, ctx.val_pairs, ctx.dist.device)
         key = next(iter(scores))
