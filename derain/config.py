@@ -29,6 +29,7 @@ class ModelConfig:
     spp_kernels: tuple[int, ...] = field(default=(5, 9, 13))
     detail_dim: int = 0  # width of the image decoders' full-resolution detail path; 0 = none
     darken_only: bool = False  # D_dr: no output pixel brighter than the input (rain only adds light)
+    shrink: float = 0.0  # D_dr: soft threshold on the residual, 0-1 scale: smaller changes are dropped
 
     def __post_init__(self):
         object.__setattr__(self, "spp_kernels", tuple(int(k) for k in self.spp_kernels))
@@ -37,6 +38,8 @@ class ModelConfig:
         for name in ("dim", "depth", "num_heads", "window_size", "patch_size", "local_reduction"):
             if getattr(self, name) < 1:
                 raise DerainError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.shrink < 1:
+            raise DerainError(f"model config: shrink must be in [0, 1), got {self.shrink}")
         if self.detail_dim < 0:
             raise DerainError(f"model config: detail_dim must be >= 0, got {self.detail_dim}")
         if any(k < 1 or k % 2 == 0 for k in self.spp_kernels):

@@ -1,11 +1,12 @@
 """Average the weights of several model directories of one architecture (checkpoint averaging, a
 "model soup") into a new model directory.
 
-    python scripts/average_models.py OUT MODEL [MODEL ...] [--darken-only]
+    python scripts/average_models.py OUT MODEL [MODEL ...] [--darken-only] [--shrink T]
 
 Each MODEL is what `derain.hub.resolve_model` accepts (a model directory, a run, or `bundled`). OUT gets
 the architecture's config.json with the `averaged_from` list, and the mean weights, written atomically.
-`--darken-only` sets the model config's `darken_only` (D_dr keeps the negative part of its residual).
+`--darken-only` sets the model config's `darken_only` (D_dr keeps the negative part of its residual),
+`--shrink T` its `shrink` (D_dr soft-thresholds its residual by T, on the 0-1 scale).
 """
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out")
     parser.add_argument("models", nargs="+")
     parser.add_argument("--darken-only", action="store_true", help="no output pixel brighter than the input")
+    parser.add_argument("--shrink", type=float, help="soft threshold on D_dr's residual (0-1 scale)")
     args = parser.parse_args(argv)
     try:
         paths = [resolve_model(m) for m in args.models]
         net = average_models(paths)
-        if args.darken_only:
-            capped = type(net)(dataclasses.replace(net.config, darken_only=True))
+        changes = {k: v for k, v in (("darken_only", args.darken_only or None), ("shrink", args.shrink)) if v is not None}
+        if changes:
+            capped = type(net)(dataclasses.replace(net.config, **changes))
             capped.load_state_dict(net.state_dict())
             net = capped
         stage = read_config(paths[0]).get("stage")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every number of MODEL_CARD.md's results for the candidate models, into results/card/ (about 10 min per
 # model on 2 CPU cores). Usage, from the repo root with derain installed and ../shared/data present:
-#   scripts/card_numbers.sh V1=runs/v1/finetune/best V2=runs/v2/scratch/best [NAME=MODEL ...]
+#   scripts/card_numbers.sh V1r=runs/v1r/finetune/best V2=runs/v2/scratch/best [NAME=MODEL ...]
 set -euo pipefail
 out=results/card
 mkdir -p "$out" /tmp/sirr30

@@ -1,6 +1,7 @@
 """The TTL networks: shapes, gradients, determinism, batch independence, and an attention oracle."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -220,3 +221,31 @@ def test_darken_only_is_the_signed_output_capped_at_the_input():
         y, reference = capped(x), signed(x)
     assert (reference > x).float().mean() > 0.2
     torch.testing.assert_close(y, torch.minimum(reference, x))
+
+
+@pytest.mark.parametrize("darken_only", [False, True])
+def test_shrink_soft_thresholds_the_residual(darken_only):
+    """shrink = t: the residual r (signed output - input) becomes sign(r)·max(|r| - t, 0), then capped at 0
+    under darken_only; a numpy oracle on the same weights' signed output."""
+    torch.manual_seed(1)
+    signed = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4}).eval()
+    with torch.no_grad():
+        for p in signed.parameters():
+            p.normal_(0, 0.05)
+    t = 0.02
+    shrunk = create_model({**signed.config.to_dict(), "darken_only": darken_only, "shrink": t}).eval()
+    shrunk.load_state_dict(signed.state_dict())
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        y, reference = shrunk(x).numpy(), signed(x).numpy()
+    r = reference - x.numpy()
+    assert 0.2 < (np.abs(r) < t).mean() < 0.8  # both sides of the threshold are exercised
+    expected_r = np.sign(r) * np.maximum(np.abs(r) - t, 0)
+    if darken_only:
+        expected_r = np.minimum(expected_r, 0)
+    np.testing.assert_allclose(y, x.numpy() + expected_r, atol=1e-6)
+
+
+def test_shrink_out_of_range_is_a_clear_error():
+    with pytest.raises(DerainError, match="shrink must be in"):
+        load_model_config({**load_model_config("tiny").to_dict(), "shrink": -0.1})

@@ -13,14 +13,16 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] ex
 pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript (the [onnx] extra)")
 
 
-@pytest.fixture(scope="module", params=[(0, False), (4, True)], ids=["tiny", "tiny+detail+darken_only"])
+@pytest.fixture(scope="module", params=[(0, False, 0.0), (4, True, 0.05)],
+                ids=["tiny", "tiny+detail+darken_only+shrink"])
 def exported(tmp_path_factory, request):
-    """A tiny model (plain, and with the detail path and darken_only) with large random weights (so
+    """A tiny model (plain, and with the detail path, darken_only and shrink) with large random weights (so
     mistakes show), exported through the CLI."""
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    detail, darken = request.param
-    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": detail, "darken_only": darken}).eval()
+    detail, darken, shrink = request.param
+    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": detail, "darken_only": darken,
+                        "shrink": shrink}).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.3)

@@ -66,12 +66,14 @@ class DetailFusion(nn.Module):
 class ImageDecoder(nn.Module):
     """D_recon / D_dr: predicts the clean image as input + residual, at the input's size.
     `darken_only` keeps the residual's negative part: rain only adds light (O = B + R, R ≥ 0, and the
-    screen blend), so a derained pixel is never brighter than the rainy one. D_dr only; D_recon sharpens."""
+    screen blend), so a derained pixel is never brighter than the rainy one. D_dr only; D_recon sharpens.
+    `shrink` soft-thresholds the residual (F.softshrink): a change smaller than it is dropped and a larger
+    one shortened by it, so the small changes a model makes to a clean photo vanish."""
 
     def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
-                 detail_dim: int = 0, darken_only: bool = False):
+                 detail_dim: int = 0, darken_only: bool = False, shrink: float = 0.0):
         super().__init__()
-        self.patch_size, self.darken_only = patch_size, darken_only
+        self.patch_size, self.darken_only, self.shrink = patch_size, darken_only, shrink
         self.spp = SPP(dim, kernels)
         self.conv = nn.Conv2d(dim, (detail_dim or out_chans) * patch_size**2, 3, padding=1)
         self.detail = DetailFusion(out_chans, detail_dim, out_chans) if detail_dim else None
@@ -86,6 +88,8 @@ class ImageDecoder(nn.Module):
         residual = residual[..., :H, :W]
         if self.detail is not None:
             residual = self.detail(residual, img)
+        if self.shrink:
+            residual = F.softshrink(residual, self.shrink)
         if self.darken_only:
             residual = residual.clamp(max=0)
         return img + residual

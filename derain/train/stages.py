@@ -146,7 +146,7 @@ def recog(cfg: TrainConfig, run: RunDir, device) -> Stage:
 
 def recon(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["recon"]
-    net = ImageNet(replace(cfg.model, darken_only=False))  # deblurring brightens as often as it darkens
+    net = ImageNet(replace(cfg.model, darken_only=False, shrink=0.0))  # deblurring brightens as often as it darkens
     return Stage("recon", Supervised(net, recon_loss),
                  BlurDataset(training_photos(cfg.data.real_clear, cfg.data.holdout), crop=s.crop, sigma_range=tuple(cfg.data.blur_sigma), seed=cfg.seed),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("recon", run))
