@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The bundled model's recipe after V2's 12,000 iterations (MODEL_CARD.md, "Training"): three continuations of
 # V2's step-10,000 weights with rebalanced rain (A, B, then C from the mean of A and B's validation models),
-# then the mean of C's last two validation models, capped so no pixel brightens (--darken-only). A and B
-# took about 60 minutes on 2 AVX-512 CPU cores, C 37 minutes on 2 AVX2 cores; from the repo root, with
+# then the mean of C's last two validation models, capped so no pixel brightens (--darken-only), continued
+# by D and E through a soft threshold on the residual (model key shrink: 2, then 4 grey levels), each
+# averaged. A and B took about 60 minutes on 2 AVX-512 CPU cores, C 37, D and E 25 each on 2 AVX2 cores;
+# from the repo root, with
 # ../shared/data and the suite (`derain suite --model none`).
 #   bash scripts/train_bundled.sh [OUT_MODEL_DIR]      # default: runs/bundled
 set -euo pipefail
@@ -29,4 +31,21 @@ derain train configs/mix.yaml --out runs/cont-c --stages scratch --resume \
   --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
   --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
   --set data.synth.negatives=4
-python scripts/average_models.py "$out" runs/cont-c/scratch/val-00001500 runs/cont-c/scratch/val-00002000 --darken-only
+python scripts/average_models.py runs/bundled-s5 runs/cont-c/scratch/val-00001500 runs/cont-c/scratch/val-00002000 \
+  --darken-only   # the model shipped in session 5
+# D (session 7): from that model, trained through D_dr's soft threshold (shrink 2 grey levels) on C's data
+derain train configs/mix.yaml --out runs/cont-d --stages scratch --resume \
+  --set stages.scratch.init=runs/bundled-s5 --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
+  --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
+  --set model.darken_only=true --set model.shrink=0.0078 \
+  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
+  --set data.synth.negatives=4
+python scripts/average_models.py runs/bundled-d runs/cont-d/scratch/val-00001500 runs/cont-d/scratch/val-00002000
+# E (session 7): from D's mean, the same data through a 4-level threshold; the mean of its last two validations
+derain train configs/mix.yaml --out runs/cont-e --stages scratch --resume \
+  --set stages.scratch.init=runs/bundled-d --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
+  --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
+  --set model.darken_only=true --set model.shrink=0.0157 \
+  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
+  --set data.synth.negatives=4
+python scripts/average_models.py "$out" runs/cont-e/scratch/val-00001500 runs/cont-e/scratch/val-00002000
