@@ -4,8 +4,7 @@
 # then the mean of C's last two validation models, capped so no pixel brightens (--darken-only), continued
 # by D and E through a soft threshold on the residual (model key shrink: 2, then 4 grey levels), each
 # averaged. A and B took about 60 minutes on 2 AVX-512 CPU cores, C 37, D and E 25 each on 2 AVX2 cores;
-# from the repo root, with
-# ../shared/data and the suite (`derain suite --model none`).
+# from the repo root, with ../shared/data and the suite (`derain suite --model none`).
 #   bash scripts/train_bundled.sh [OUT_MODEL_DIR]      # default: runs/bundled
 set -euo pipefail
 out=${1:-runs/bundled}
