@@ -95,6 +95,14 @@ def finished_run(data, tmp_path_factory):
     return out
 
 
+def test_recog_alone_validates(data, tmp_path):
+    """`--stages recog` alone scores T_recog on data.val too (it once loaded data.val only for the
+    restoration stages)."""
+    out = tmp_path / "recog"
+    train(tiny_config(data), out, stages=["recog"])
+    assert [e["step"] for e in log_lines(out) if "val_balanced_accuracy" in e] == [4, 8]
+
+
 def test_the_pipeline_writes_loadable_models_logs_and_checkpoints(finished_run):
     run = RunDir(finished_run)
     assert all(run.is_done(stage) for stage in STAGES)

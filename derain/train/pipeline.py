@@ -52,7 +52,7 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
         cfg.data = resolve_data(cfg.data, selected, demo)
         check_same_config(run, cfg)
         val_pairs = []
-        if cfg.data.val and {"finetune", "scratch"} & set(selected):
+        if cfg.data.val and {"recog", "finetune", "scratch"} & set(selected):  # the stages that validate
             val_pairs = list_pairs(cfg.data.val)[:cfg.data.val_max_images or None]
         if dist.is_main:
             write_text(run.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
