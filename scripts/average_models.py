@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         net = average_models(paths)
         changes = {k: v for k, v in (("darken_only", args.darken_only or None), ("shrink", args.shrink)) if v is not None}
         if changes:
-            capped = type(net)(dataclasses.replace(net.config, **changes))
-            capped.load_state_dict(net.state_dict())
-            net = capped
+            changed = type(net)(dataclasses.replace(net.config, **changes))
+            changed.load_state_dict(net.state_dict())
+            net = changed
         stage = read_config(paths[0]).get("stage")
         save_pretrained(net, args.out, **({"stage": stage} if stage else {}), averaged_from=args.models)
     except DerainError as exc:

@@ -414,6 +414,9 @@ def test_validation_models_can_be_kept_and_averaged(data, tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(capped(x), torch.minimum(signed(x), x))
+    assert average_main([str(tmp_path / "shrunk"), str(tmp_path / "capped"), "--shrink", "0.01"]) == 0
+    shrunk = from_pretrained(tmp_path / "shrunk")
+    assert shrunk.config.darken_only and shrunk.config.shrink == 0.01  # --shrink keeps the cap
     wider = tmp_path / "wider"
     train({**tiny_config(data), "model": {**MODEL, "dim": MODEL["dim"] * 2}}, wider, stages=["scratch"])
     assert average_main([str(tmp_path / "bad"), str(tmp_path / "mean"), str(wider / "scratch_model")]) == 1
