@@ -32,19 +32,17 @@ derain train configs/mix.yaml --out runs/cont-c --stages scratch --resume \
   --set data.synth.negatives=4
 python scripts/average_models.py runs/bundled-s5 runs/cont-c/scratch/val-00001500 runs/cont-c/scratch/val-00002000 \
   --darken-only   # the model shipped in session 5
-# D (session 7): from that model, trained through D_dr's soft threshold (shrink 2 grey levels) on C's data
-derain train configs/mix.yaml --out runs/cont-d --stages scratch --resume \
-  --set stages.scratch.init=runs/bundled-s5 --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
-  --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
-  --set model.darken_only=true --set model.shrink=0.0078 \
-  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
-  --set data.synth.negatives=4
+# D and E (session 7): C's data, trained through D_dr's soft threshold (2, then 4 grey levels); each the
+# mean of its last two validations
+through_threshold() {  # RUN INIT SHRINK
+  derain train configs/mix.yaml --out "runs/$1" --stages scratch --resume \
+    --set stages.scratch.init="$2" --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
+    --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
+    --set model.darken_only=true --set model.shrink="$3" \
+    --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
+    --set data.synth.negatives=4
+}
+through_threshold cont-d runs/bundled-s5 0.0078
 python scripts/average_models.py runs/bundled-d runs/cont-d/scratch/val-00001500 runs/cont-d/scratch/val-00002000
-# E (session 7): from D's mean, the same data through a 4-level threshold; the mean of its last two validations
-derain train configs/mix.yaml --out runs/cont-e --stages scratch --resume \
-  --set stages.scratch.init=runs/bundled-d --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
-  --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
-  --set model.darken_only=true --set model.shrink=0.0157 \
-  --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
-  --set data.synth.negatives=4
+through_threshold cont-e runs/bundled-d 0.0157
 python scripts/average_models.py "$out" runs/cont-e/scratch/val-00001500 runs/cont-e/scratch/val-00002000
