@@ -13,7 +13,7 @@ from PIL import Image
 from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
-from derain.data.families import FAMILIES, add_family_rain, detail_energy, holdout, jpeg_round_trip, mix_rain
+from derain.data.families import FAMILIES, add_family_rain, check_overrides, detail_energy, holdout, jpeg_round_trip, mix_rain
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
 from derain.suite import build_suite, score_suite, summarize
@@ -110,6 +110,22 @@ def test_the_mixer_draws_families_by_weight(make_scene):
         mix_rain(clean, rng, {"drizzle": 1})
 
 
+def test_overrides_replace_a_familys_ranges_and_name_their_errors(make_scene):
+    """Faint streaks: every layer's drawn core brightness within the override, far below the family's own."""
+    clean = make_scene(64, 0).astype(np.float64)
+    faint = {"heavy": {"brightness": [0.05, 0.1]}}
+    for seed in range(4):
+        _, meta = add_family_rain(clean, "heavy", np.random.default_rng(seed), faint)
+        assert all(0.05 <= layer["brightness"] <= 0.1 for layer in meta["layers"])
+        _, own = add_family_rain(clean, "heavy", np.random.default_rng(seed))
+        assert all(layer["brightness"] >= 0.5 for layer in own["layers"])
+    assert check_overrides(faint) == faint
+    with pytest.raises(DerainError, match="heavy .linear rain. has no parameter.s. .'speck'."):
+        check_overrides({"heavy": {"speck": [0.3, 1.0]}})
+    with pytest.raises(DerainError, match="'none' has no parameters"):
+        check_overrides({"none": {"width": 2}})
+
+
 # ---- the held-out split ----
 
 def test_holdout_is_by_name_whatever_the_other_files(tmp_path):
@@ -132,6 +148,9 @@ def test_rain_mix_dataset_is_seeded_and_gives_clean_pairs_for_no_rain(tmp_path, 
     assert not torch.equal(ds[2][0], rainy)
     rainy, clean = RainMixDataset(files, crop=32, weights={"none": 1})[0]
     assert torch.equal(rainy, clean)
+    faint = RainMixDataset(files, crop=32, seed=1, weights={"heavy": 1}, samples_per_epoch=5,
+                           overrides={"heavy": {"brightness": [0.05, 0.1]}})
+    assert 0 < (faint[2][0] - faint[2][1]).mean() < (ds[2][0] - ds[2][1]).mean() / 3
 
 
 # ---- the validation suite ----

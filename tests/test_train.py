@@ -430,3 +430,12 @@ def test_recog_synthetic_rain_share_puts_rain_on_the_clear_training_photos(data,
     assert set(synthetic.files) == {path for path, label in stage.dataset.real.items if label == CLEAR_LABEL}
     with pytest.raises(DerainError, match="synthetic_rain must be in"):
         load_train_config(tiny_config(data, recog={"synthetic_rain": 1.5}))
+
+
+def test_online_family_params_reach_the_scratch_data_and_are_checked(data, tmp_path):
+    faint = {"light": {"brightness": [0.05, 0.1]}}
+    online = {"online": True, "families": {"light": 1.0}, "family_params": faint}
+    cfg = load_train_config(tiny_config(data), overrides=[f"data.synth.{k}={json.dumps(v)}" for k, v in online.items()])
+    assert build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu")).dataset.overrides == faint
+    with pytest.raises(DerainError, match=r"data\.synth.*light \(linear rain\) has no parameter\(s\) \['opacity'\]"):
+        load_train_config(tiny_config(data), overrides=['data.synth.family_params={"light": {"opacity": [0, 1]}}'])

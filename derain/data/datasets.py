@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral
 from derain.data.degradations import RandomBlur
-from derain.data.families import TRAIN_WEIGHTS, add_family_rain, check_weights, detail_energy, draw_family
+from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, check_overrides, check_weights, detail_energy,
+                                  draw_family)
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image
@@ -154,12 +155,14 @@ class BlurDataset(SeededDataset):
 
 class RainMixDataset(SeededDataset):
     """(rainy, clean) made on the fly: a random crop of a random clean photo, flipped or rotated, with rain
-    of a family drawn by `weights` (derain.data.families), so no two samples share their rain.
+    of a family drawn by `weights` (derain.data.families), so no two samples share their rain; `overrides`
+    replace a family's parameter ranges (families.check_overrides).
     A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
     scene lines the model must learn to keep. Decoded photos are cached per process."""
 
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
-                 weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1):
+                 weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
+                 overrides: dict[str, dict] | None = None):
         super().__init__(crop, True, seed)
         if negatives < 1:
             raise DerainError(f"negatives must be at least 1, got {negatives}")
@@ -168,6 +171,7 @@ class RainMixDataset(SeededDataset):
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
         self.weights = check_weights(weights or TRAIN_WEIGHTS)
+        self.overrides = check_overrides(overrides or {})
         self.length = samples_per_epoch
         self._cache: dict[int, np.ndarray] = {}
 
@@ -186,7 +190,7 @@ class RainMixDataset(SeededDataset):
         if family == "none" and self.negatives > 1:
             others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(self.negatives - 1)]
             clean = max([clean, *others], key=detail_energy)
-        rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng)
+        rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides)
         return to_tensor(rainy), to_tensor(clean)
 
     def random_photo(self, rng: np.random.Generator) -> np.ndarray:

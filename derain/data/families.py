@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
-from derain.data.synthesis import synthesize
+from derain.data.synthesis import DEFAULTS as SYNTH_DEFAULTS, synthesize
 from derain.errors import DerainError
 
 FAMILIES: dict[str, tuple[str | None, dict]] = {
@@ -50,14 +50,16 @@ def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
 
 
-def add_family_rain(clean: np.ndarray, family: str, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Rain of one family on an H×W×3 float image in [0, 1]: (rainy float32, parameters drawn)."""
+def add_family_rain(clean: np.ndarray, family: str, rng: np.random.Generator,
+                    overrides: Mapping[str, Mapping] | None = None) -> tuple[np.ndarray, dict]:
+    """Rain of one family on an H×W×3 float image in [0, 1]: (rainy float32, parameters drawn).
+    `overrides` maps a family to parameter ranges that replace its own (check_overrides)."""
     if family not in FAMILIES:
         raise DerainError(f"unknown rain family {family!r}; choose from {', '.join(FAMILIES)}")
     model, params = FAMILIES[family]
     if model is None:
         return np.asarray(clean, dtype=np.float32).copy(), {"family": family}
-    rainy, meta = synthesize(clean, model, rng, **params)
+    rainy, meta = synthesize(clean, model, rng, **{**params, **(overrides or {}).get(family, {})})
     if "jpeg_quality" in meta:  # applied here, so the pair is saved losslessly afterwards
         meta["jpeg_applied"] = meta.pop("jpeg_quality")
         rainy = jpeg_round_trip(rainy, meta["jpeg_applied"])
@@ -73,16 +75,31 @@ def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in weights.items()}
 
 
+def check_overrides(overrides: Mapping[str, Mapping]) -> dict[str, dict]:
+    """Per-family parameter ranges, e.g. {"heavy": {"brightness": [0.1, 1.0]}}: each name must be one of the
+    family's rain model's parameters (derain.data.synthesis.DEFAULTS)."""
+    for family, params in overrides.items():
+        model = FAMILIES.get(family, (None, None))[0]
+        if model is None:
+            raise DerainError(f"rain family overrides: {family!r} has no parameters; "
+                              f"the families with rain are {', '.join(f for f, (m, _) in FAMILIES.items() if m)}")
+        unknown = sorted(set(params) - set(SYNTH_DEFAULTS[model]))
+        if unknown:
+            raise DerainError(f"rain family overrides: {family} ({model} rain) has no parameter(s) {unknown}; "
+                              f"known: {sorted(SYNTH_DEFAULTS[model])}")
+    return {family: dict(params) for family, params in overrides.items()}
+
+
 def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS) -> str:
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def mix_rain(clean: np.ndarray, rng: np.random.Generator,
-             weights: Mapping[str, float] = TRAIN_WEIGHTS) -> tuple[np.ndarray, dict]:
+def mix_rain(clean: np.ndarray, rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS,
+             overrides: Mapping[str, Mapping] | None = None) -> tuple[np.ndarray, dict]:
     """Rain of a family drawn by `weights`, with that family's parameters drawn too."""
-    return add_family_rain(clean, draw_family(rng, weights), rng)
+    return add_family_rain(clean, draw_family(rng, weights), rng, overrides)
 
 
 def detail_energy(img: np.ndarray) -> float:

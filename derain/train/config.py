@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from derain.config import ModelConfig, load_model_config, read_yaml
-from derain.data.families import check_weights
+from derain.data.families import check_overrides, check_weights
 from derain.data.synthesis import DEFAULTS as RAIN_DEFAULTS, MODELS as RAIN_MODELS
 from derain.errors import DerainError
 
@@ -106,15 +106,17 @@ class SynthConfig:
     params: dict = field(default_factory=dict)  # overrides of synthesis.DEFAULTS[rain_model], e.g. density: [0.02, 0.08]
     online: bool = False  # draw rain per crop from the rain families instead (no pairs on disk)
     families: dict = field(default_factory=dict)  # online: family weights; {} = families.TRAIN_WEIGHTS
+    family_params: dict = field(default_factory=dict)  # online: a family's ranges replaced, e.g. heavy: {width: [1, 5]}
     samples_per_epoch: int = 4096  # online: crops per epoch (each with fresh rain)
     negatives: int = 1  # online: a no-rain crop is the most detailed of this many random crops
 
     def __post_init__(self):
-        if self.families:
-            try:
+        try:
+            if self.families:
                 check_weights(self.families)
-            except DerainError as exc:
-                raise ValueError(str(exc)) from None
+            check_overrides(self.family_params)
+        except DerainError as exc:
+            raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
         if self.count < 1 or self.negatives < 1 or (self.crop is not None and self.crop < 1):
