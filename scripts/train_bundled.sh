@@ -2,8 +2,8 @@
 # The bundled model's recipe after V2's 12,000 iterations (MODEL_CARD.md, "Training"): three continuations of
 # V2's step-10,000 weights with rebalanced rain (A, B, then C from the mean of A and B's validation models),
 # then the mean of C's last two validation models, capped so no pixel brightens (--darken-only), continued
-# by D and E through a soft threshold on the residual (model key shrink: 2, then 4 grey levels), each
-# averaged. A and B took about 60 minutes on 2 AVX-512 CPU cores, C 37, D and E 25 each on 2 AVX2 cores;
+# by D and E through a soft threshold on the residual (model key shrink: 2, then 4 grey levels) and G (less
+# veil), each averaged. A and B took about 60 minutes on 2 AVX-512 CPU cores, C 37, D, E and G 25 each on 2 AVX2 cores;
 # from the repo root, with ../shared/data and the suite (`derain suite --model none`).
 #   bash scripts/train_bundled.sh [OUT_MODEL_DIR]      # default: runs/bundled
 set -euo pipefail
@@ -32,17 +32,19 @@ derain train configs/mix.yaml --out runs/cont-c --stages scratch --resume \
   --set data.synth.negatives=4
 python scripts/average_models.py runs/bundled-s5 runs/cont-c/scratch/val-00001500 runs/cont-c/scratch/val-00002000 \
   --darken-only   # the model shipped in session 5
-# D and E (session 7): C's data, trained through D_dr's soft threshold (2, then 4 grey levels); each the
-# mean of its last two validations
-through_threshold() {  # RUN INIT SHRINK
+# D and E (session 7): C's data, trained through D_dr's soft threshold (2, then 4 grey levels); G (session 8):
+# E's recipe with less veil in the mix. Each the mean of its last two validations
+c_mix='{light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}'
+g_mix='{light: 0.28, heavy: 0.17, photoshop: 0.15, haze: 0.03, camera: 0.05, none: 0.32}'
+through_threshold() {  # RUN INIT SHRINK MIX
   derain train configs/mix.yaml --out "runs/$1" --stages scratch --resume \
     --set stages.scratch.init="$2" --set stages.scratch.iters=2000 --set stages.scratch.lr=5e-5 \
     --set stages.scratch.val_every=500 --set stages.scratch.keep_val_models=true \
-    --set model.darken_only=true --set model.shrink="$3" \
-    --set 'data.synth.families={light: 0.25, heavy: 0.15, photoshop: 0.15, haze: 0.05, camera: 0.08, none: 0.32}' \
+    --set model.darken_only=true --set model.shrink="$3" --set "data.synth.families=$4" \
     --set data.synth.negatives=4
+  python scripts/average_models.py "runs/$1-avg" "runs/$1/scratch/val-00001500" "runs/$1/scratch/val-00002000"
 }
-through_threshold cont-d runs/bundled-s5 0.0078
-python scripts/average_models.py runs/bundled-d runs/cont-d/scratch/val-00001500 runs/cont-d/scratch/val-00002000
-through_threshold cont-e runs/bundled-d 0.0157
-python scripts/average_models.py "$out" runs/cont-e/scratch/val-00001500 runs/cont-e/scratch/val-00002000
+through_threshold cont-d runs/bundled-s5 0.0078 "$c_mix"
+through_threshold cont-e runs/cont-d-avg 0.0157 "$c_mix"   # the model shipped in session 7
+through_threshold cont-g runs/cont-e-avg 0.0157 "$g_mix"
+mkdir -p "$out" && cp runs/cont-g-avg/config.json runs/cont-g-avg/model.safetensors "$out"
