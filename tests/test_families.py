@@ -124,6 +124,8 @@ def test_overrides_replace_a_familys_ranges_and_name_their_errors(make_scene):
         check_overrides({"heavy": {"speck": [0.3, 1.0]}})
     with pytest.raises(DerainError, match="'none' has no parameters"):
         check_overrides({"none": {"width": 2}})
+    with pytest.raises(DerainError, match="heavy: expected a mapping"):
+        check_overrides({"heavy": 3})
 
 
 # ---- the held-out split ----

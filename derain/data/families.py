@@ -83,6 +83,8 @@ def check_overrides(overrides: Mapping[str, Mapping]) -> dict[str, dict]:
         if model is None:
             raise DerainError(f"rain family overrides: {family!r} has no parameters; "
                               f"the families with rain are {', '.join(f for f, (m, _) in FAMILIES.items() if m)}")
+        if not isinstance(params, Mapping):
+            raise DerainError(f"rain family overrides: {family}: expected a mapping of parameter ranges, got {params!r}")
         unknown = sorted(set(params) - set(SYNTH_DEFAULTS[model]))
         if unknown:
             raise DerainError(f"rain family overrides: {family} ({model} rain) has no parameter(s) {unknown}; "
