@@ -98,10 +98,10 @@ def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_W
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def mix_rain(clean: np.ndarray, rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS,
-             overrides: Mapping[str, Mapping] | None = None) -> tuple[np.ndarray, dict]:
+def mix_rain(clean: np.ndarray, rng: np.random.Generator,
+             weights: Mapping[str, float] = TRAIN_WEIGHTS) -> tuple[np.ndarray, dict]:
     """Rain of a family drawn by `weights`, with that family's parameters drawn too."""
-    return add_family_rain(clean, draw_family(rng, weights), rng, overrides)
+    return add_family_rain(clean, draw_family(rng, weights), rng)
 
 
 def detail_energy(img: np.ndarray) -> float:
