@@ -4,6 +4,11 @@ the mean change of Y, and its median over the pixels. Removing sparse bright str
 leaves the median near 0; a global darkening moves both.
 
     python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
+    python scripts/real_rain_report.py --model bundled --split report   # sirr100's photos never used to choose
+
+--split reads scripts/sirr100_split.csv: `choice` is the first 30 photos, which choose models; `report`
+the 45 others that are not duplicates of a photo already counted, labelled by eye for a visible veil
+(fog, mist, rain accumulation) before any model was run on them, and reported per label.
     python scripts/real_rain_report.py --validate [--suite results/suite-data]
 
 --validate checks the measure where the truth is known, on the validation suite: the clean photo as the
@@ -13,6 +18,8 @@ Medians per rain family.
 from __future__ import annotations
 
 import argparse
+import csv
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -53,12 +60,28 @@ def validate(suite: str) -> None:
               + f"{shifts[0]:>18.2f} / {shifts[1]:+.2f}")
 
 
-def report(model_name: str, rainy_dir: str, n: int) -> None:
+SPLIT = Path(__file__).with_name("sirr100_split.csv")
+
+
+def read_split(rainy_dir: str, split: str) -> dict[Path, str]:
+    """The photos of one split of scripts/sirr100_split.csv, each with its veil label ('yes', 'no' or '')."""
+    with open(SPLIT, newline="") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return {Path(rainy_dir) / r["file"]: r["veil"] for r in rows if r["split"] == split}
+
+
+def summary(name: str, a: np.ndarray) -> str:
+    return (f"{name} of {len(a)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
+            f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%}), "
+            f"median pixel shift {a[:, 3].mean():+.2f}")
+
+
+def report(model_name: str, photos: dict[Path, str]) -> None:
     import derain
 
     model = derain.load(model_name)
     rows = []
-    for path in list_images(rainy_dir)[:n]:
+    for path in photos:
         rainy = read_image_uint8(path)
         output = model(rainy)
         r = streak_report(rainy, output)
@@ -66,10 +89,11 @@ def report(model_name: str, rainy_dir: str, n: int) -> None:
         rows.append((r["removed"], r["texture_kept"], shift, typical))
         print(f"{path.name:<28} removed {r['removed']:6.1%}  texture kept {r['texture_kept']:6.1%}  "
               f"brightness {shift:+6.2f}  median pixel {typical:+6.2f}", flush=True)
-    a = np.array(rows)
-    print(f"mean of {len(rows)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
-          f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%}), "
-          f"median pixel shift {a[:, 3].mean():+.2f}")
+    a, veil = np.array(rows), np.array(list(photos.values()))
+    for label, name in (("yes", "veiled photos, mean"), ("no", "photos without a veil, mean")):
+        if (veil == label).any():
+            print(summary(name, a[veil == label]))
+    print(summary("mean", a))
 
 
 def main() -> None:
@@ -77,10 +101,15 @@ def main() -> None:
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--rainy", default="../shared/data/real_rain/sirr100")
     parser.add_argument("--n", type=int, default=30, help="the first N photos [default: 30]")
+    parser.add_argument("--split", choices=["choice", "report"],
+                        help="the photos of this split of scripts/sirr100_split.csv instead of the first N")
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--suite", default="results/suite-data")
     args = parser.parse_args()
-    validate(args.suite) if args.validate else report(args.model, args.rainy, args.n)
+    if args.validate:
+        return validate(args.suite)
+    photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
+    report(args.model, photos)
 
 
 if __name__ == "__main__":

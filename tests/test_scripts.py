@@ -71,3 +71,32 @@ def test_the_shell_recipes_parse_and_their_overrides_are_valid_config_keys():
     cfg = load_train_config(ROOT / "configs" / "mix.yaml", overrides=overrides)
     assert cfg.stages["finetune"].iters == cfg.stages["scratch"].iters == 1000
     assert cfg.stages["distill"].teachers == ["recog", "recon"]
+
+
+def test_sirr100_split_counts_each_real_photo_once(shared_data):
+    """scripts/sirr100_split.csv names every sirr100 photo once; each duplicate looks like the photo it
+    names (grey 24×24 thumbnails correlate ≥ 0.8; crops of one scene fall below 0.99), and no two
+    counted photos (choice or report) correlate ≥ 0.99."""
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from real_rain_report import read_split
+
+    folder = shared_data / "real_rain" / "sirr100"
+    split = {s: read_split(str(folder), s) for s in ("choice", "report", "duplicate")}
+    assert sorted(p.name for s in split.values() for p in s) == sorted(p.name for p in folder.iterdir())
+    assert len(split["choice"]) == 30 and len(split["report"]) == 45
+    assert set(split["report"].values()) == {"yes", "no"} and set(split["choice"].values()) == {""}
+
+    def thumb(path):
+        a = np.asarray(Image.open(path).convert("L").resize((24, 24), Image.BILINEAR), float).ravel()
+        return (a - a.mean()) / (a.std() * np.sqrt(a.size))
+
+    with open(ROOT / "scripts" / "sirr100_split.csv") as f:
+        twins = {r[0]: r[3] for r in (line.strip().split(",") for line in f if not line.startswith("#")) if r[1] == "duplicate"}
+    counted = [*split["choice"], *split["report"]]
+    assert all(folder / t in counted for t in twins.values())
+    assert all(thumb(folder / a) @ thumb(folder / b) >= 0.8 for a, b in twins.items())
+    t = np.array([thumb(p) for p in counted])
+    corr = t @ t.T - 2 * np.eye(len(t))
+    assert corr.max() < 0.99
