@@ -63,11 +63,24 @@ def validate(suite: str) -> None:
 SPLIT = Path(__file__).with_name("sirr100_split.csv")
 
 
+def split_rows() -> list[dict[str, str]]:
+    with open(SPLIT, newline="") as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
 def read_split(rainy_dir: str, split: str) -> dict[Path, str]:
     """The photos of one split of scripts/sirr100_split.csv, each with its veil label ('yes', 'no' or '')."""
-    with open(SPLIT, newline="") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    return {Path(rainy_dir) / r["file"]: r["veil"] for r in rows if r["split"] == split}
+    return {Path(rainy_dir) / r["file"]: r["veil"] for r in split_rows() if r["split"] == split}
+
+
+def twins() -> dict[str, set[str]]:
+    """Each sirr100 file name that has a duplicate, with the names of its duplicates."""
+    out: dict[str, set[str]] = {}
+    for r in split_rows():
+        if r["duplicate_of"]:
+            out.setdefault(r["file"], set()).add(r["duplicate_of"])
+            out.setdefault(r["duplicate_of"], set()).add(r["file"])
+    return out
 
 
 def summary(name: str, a: np.ndarray) -> str:

@@ -80,9 +80,10 @@ def test_sirr100_split_counts_each_real_photo_once(shared_data):
     from PIL import Image
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from real_rain_report import read_split
+    from real_rain_report import read_split, twins
 
     folder = shared_data / "real_rain" / "sirr100"
+    assert twins()["70.jpg"] == {"26.jpg"} and "70.jpg" in twins()["26.jpg"]
     split = {s: read_split(str(folder), s) for s in ("choice", "report", "duplicate")}
     assert sorted(p.name for s in split.values() for p in s) == sorted(p.name for p in folder.iterdir())
     assert len(split["choice"]) == 30 and len(split["report"]) == 45
