@@ -17,6 +17,7 @@ for item in "$@"; do
   derain eval --model "$model" --data "$data/paired/ddn_sirr_test20" --out "$out/ddn-$name" | grep -E "psnr|ssim|worse"
   derain eval --model "$model" --rainy /tmp/sirr30 --out "$out/niqe-$name" | grep niqe
   python scripts/real_rain_report.py --model "$model" --rainy /tmp/sirr30 --n 30 | tail -1
+  python scripts/real_rain_report.py --model "$model" --split report | tail -3
 done
 derain eval --rainy /tmp/sirr30 --out "$out/niqe-input" | grep niqe
 derain gallery "$data/real_rain/sirr100" --n 8 --crop 320 --diff "${gallery_models[@]}" -o "$out/gallery-crops" | tail -2
