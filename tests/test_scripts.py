@@ -80,7 +80,7 @@ def test_sirr100_split_counts_each_real_photo_once(shared_data):
     from PIL import Image
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    from real_rain_report import read_split, twins
+    from real_rain_report import read_split, split_rows, twins
 
     folder = shared_data / "real_rain" / "sirr100"
     assert twins()["70.jpg"] == {"26.jpg"} and "70.jpg" in twins()["26.jpg"]
@@ -93,11 +93,10 @@ def test_sirr100_split_counts_each_real_photo_once(shared_data):
         a = np.asarray(Image.open(path).convert("L").resize((24, 24), Image.BILINEAR), float).ravel()
         return (a - a.mean()) / (a.std() * np.sqrt(a.size))
 
-    with open(ROOT / "scripts" / "sirr100_split.csv") as f:
-        twins = {r[0]: r[3] for r in (line.strip().split(",") for line in f if not line.startswith("#")) if r[1] == "duplicate"}
+    pairs = {r["file"]: r["duplicate_of"] for r in split_rows() if r["split"] == "duplicate"}
     counted = [*split["choice"], *split["report"]]
-    assert all(folder / t in counted for t in twins.values())
-    assert all(thumb(folder / a) @ thumb(folder / b) >= 0.8 for a, b in twins.items())
+    assert all(folder / t in counted for t in pairs.values())
+    assert all(thumb(folder / a) @ thumb(folder / b) >= 0.8 for a, b in pairs.items())
     t = np.array([thumb(p) for p in counted])
     corr = t @ t.T - 2 * np.eye(len(t))
     assert corr.max() < 0.99
