@@ -73,16 +73,6 @@ def read_split(rainy_dir: str, split: str) -> dict[Path, str]:
     return {Path(rainy_dir) / r["file"]: r["veil"] for r in split_rows() if r["split"] == split}
 
 
-def twins() -> dict[str, set[str]]:
-    """Each sirr100 file name that has a duplicate, with the names of its duplicates."""
-    out: dict[str, set[str]] = {}
-    for r in split_rows():
-        if r["duplicate_of"]:
-            out.setdefault(r["file"], set()).add(r["duplicate_of"])
-            out.setdefault(r["duplicate_of"], set()).add(r["file"])
-    return out
-
-
 def summary(name: str, a: np.ndarray) -> str:
     return (f"{name} of {len(a)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
             f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%}), "

@@ -13,7 +13,9 @@ from PIL import Image
 from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
-from derain.data.families import FAMILIES, add_family_rain, check_overrides, detail_energy, holdout, jpeg_round_trip, mix_rain
+from derain.data.duplicates import duplicate_groups, thumbnail
+from derain.data.families import (FAMILIES, _in_holdout, add_family_rain, check_overrides, detail_energy, holdout,
+                                   jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
 from derain.suite import build_suite, score_suite, summarize
@@ -130,12 +132,34 @@ def test_overrides_replace_a_familys_ranges_and_name_their_errors(make_scene):
 
 # ---- the held-out split ----
 
-def test_holdout_is_by_name_whatever_the_other_files(tmp_path):
-    files = [tmp_path / f"img_{i:03d}.png" for i in range(400)]
+def test_holdout_is_by_name_whatever_the_other_files(tmp_path, make_image):
+    noise = np.random.default_rng(0).integers(0, 256, (400, 8, 8, 3), dtype=np.uint8)  # 400 distinct photos
+    files = [make_image(tmp_path / f"img_{i:03d}.png", array=noise[i]) for i in range(400)]
     train, val = holdout(files, share=0.15)
     assert 0.1 < len(val) / 400 < 0.2 and not set(train) & set(val) and len(train) + len(val) == 400
     _, val_again = holdout(list(reversed(files[:200])) + files[300:], share=0.15)
     assert set(val_again) == set(val) - set(files[200:300])
+
+
+def test_holdout_never_splits_a_photo_from_its_copies(tmp_path, make_image, make_scene):
+    """A copy at another size (or in another format) joins its photo's group; a photo is held out only if
+    every copy's name hashes into the held-out share, else the whole group trains."""
+    names = [f"img_{i:03d}" for i in range(40)]
+    held = [n for n in names if _in_holdout(n + ".png", 0.5)]
+    kept = [n for n in names if not _in_holdout(n + ".png", 0.5)]
+    scene_a = np.round(make_scene((60, 80), 7) * 255).astype(np.uint8)
+    scene_b = np.round(make_scene((60, 80), 8)[:, ::-1] * 255).astype(np.uint8)
+    files = [make_image(tmp_path / f"{held[0]}.png", array=scene_a),  # held out by name, its copy is not
+             make_image(tmp_path / f"{kept[0]}.png", array=np.asarray(Image.fromarray(scene_a).resize((120, 90)))),
+             make_image(tmp_path / f"{held[1]}.png", array=scene_b),  # held out by name, and so is its copy
+             make_image(tmp_path / f"{held[2]}.png", array=scene_b[::2, ::2]),
+             make_image(tmp_path / f"{held[3]}.png", array=np.random.default_rng(9).integers(0, 256, (60, 60, 3),
+                                                                                            dtype=np.uint8))]
+    groups = duplicate_groups(files)
+    assert sorted(map(len, groups)) == [1, 2, 2]
+    assert thumbnail(files[0]) @ thumbnail(files[1]) > 0.99 > 0.5 > abs(thumbnail(files[0]) @ thumbnail(files[2]))
+    train, val = holdout(files, share=0.5)
+    assert train == files[:2] and val == files[2:]
 
 
 # ---- the online training data ----

@@ -11,8 +11,9 @@ Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain 
 
 `mix_rain` draws a family by weight and then its parameters, so no two crops share their rain.
 `detail_energy` ranks candidate crops, so no-rain crops can be the line-rich ones the model must keep.
-`holdout` splits a list of photos by a hash of their names: the validation photos never change with
-the order or number of the others, and are never trained on.
+`holdout` splits a list of photos by a hash of their names, keeping near-duplicates on the training side:
+the validation photos never change with the order or number of the others, and are never trained on in
+any copy.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
+from derain.data.duplicates import duplicate_groups
 from derain.data.synthesis import DEFAULTS as SYNTH_DEFAULTS, synthesize
 from derain.errors import DerainError
 
@@ -117,9 +119,11 @@ def _in_holdout(key: str, share: float) -> bool:
 
 def holdout(files: Sequence[Path], root: Path | None = None,
             share: float = HOLDOUT_SHARE) -> tuple[list[Path], list[Path]]:
-    """(train, validation) by a hash of each file's path relative to `root` (its name if None)."""
-    train, val = [], []
-    for f in files:
-        key = (f.relative_to(root) if root else Path(f.name)).as_posix()
-        (val if _in_holdout(key, share) else train).append(f)
-    return train, val
+    """(train, validation) by a hash of each file's path relative to `root` (its name if None). A photo is
+    held out only if all its near-duplicates (`duplicates.duplicate_groups`) hash into the held-out share
+    too, so no copy of a validation photo is trained on."""
+    def held_out(f: Path) -> bool:
+        return _in_holdout((f.relative_to(root) if root else Path(f.name)).as_posix(), share)
+
+    val = {f for group in duplicate_groups(files) if all(map(held_out, group)) for f in group} if share else set()
+    return [f for f in files if f not in val], [f for f in files if f in val]

@@ -139,7 +139,8 @@ class DataConfig:
     val_max_images: int = 0  # score only the first N validation pairs; 0 = all
     workers: int = 0  # DataLoader worker processes per rank
     holdout: float = 0.0  # share of the clean photos (real_clear, synth.clean) kept out of training by a
-                          # hash of their names: the validation suite's photos (`derain suite`); 0 = none.
+                          # hash of their names, each with its near-duplicates (data.duplicates): the
+                          # validation suite's photos (`derain suite`); 0 = none.
                           # T_recog holds out the same share of real_rainy, to measure it on.
 
     def __post_init__(self):
