@@ -324,12 +324,16 @@ def inverse_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.rot90(x, -(k % 4), (-2, -1))
 
 
+RAIN_KEEPING = (0, 2, 4, 6)  # identity, 180°, the two mirrors: a vertical line stays vertical
+
+
 def self_ensemble(forward: Forward, img: torch.Tensor) -> torch.Tensor:
-    """Mean of forward() over the 8 flips/rotations of `img`, each mapped back."""
-    out = inverse_dihedral(forward(dihedral(img, 0)), 0)
-    for k in range(1, 8):
+    """Mean of forward() over the 4 flips of `img` that keep rain's direction (RAIN_KEEPING), each
+    mapped back. A 90° rotation would turn the streaks horizontal, which no training crop has."""
+    out = forward(img)
+    for k in RAIN_KEEPING[1:]:
         out += inverse_dihedral(forward(dihedral(img, k)), k)
-    return out / 8
+    return out / len(RAIN_KEEPING)
 
 
 # ---------------------------------------------------------------- all together

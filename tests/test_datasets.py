@@ -3,12 +3,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import DataLoader
 
 from derain.data import (CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, RandomBlur, UnpairedDataset,
                          gaussian_blur, gaussian_kernel_size, gradients)
-from derain.data.augment import pad_to, random_dihedral
+from derain.data.augment import pad_to, random_dihedral, random_flip
 from derain.errors import DerainError
 
 
@@ -54,6 +55,35 @@ def test_dihedral_reaches_all_eight_and_keeps_pairs_together():
         assert np.array_equal(a + 10, b)
         seen.add(tuple(a.ravel()))
     assert len(seen) == 8
+
+
+def test_flip_reaches_the_four_that_keep_a_vertical_line_vertical():
+    img = np.zeros((5, 5, 1))
+    img[:, 1] = 1.0  # a vertical line
+    img[0, 0] = 2.0  # marks the corner, so all four flips differ
+    seen = set()
+    for i in range(64):
+        a, b = random_flip([img, img + 10], np.random.default_rng(i))
+        assert np.array_equal(a + 10, b)
+        assert np.isin(np.flatnonzero(a[2, :, 0] == 1.0), [1, 3]).all() and (a[2, :, 0] == 1.0).sum() == 1
+        seen.add(tuple(a.ravel()))
+    assert len(seen) == 4
+
+
+def test_rainy_datasets_never_turn_rain_horizontal(tmp_path):
+    from derain.data.datasets import PairedDataset, RainMixDataset, UnpairedDataset
+
+    assert PairedDataset.holds_rain and UnpairedDataset.holds_rain and not RainMixDataset.holds_rain
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[:, 5] = 255  # a vertical streak
+    for name in ("rainy", "clean"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(img).save(tmp_path / name / "a.png")
+    dataset = PairedDataset(tmp_path, crop=16, samples_per_epoch=32)
+    for i in range(32):
+        rainy, _ = dataset[i]
+        bright = rainy[0] > rainy[0].max() / 2
+        assert bright.all(0).sum() == 1 and not bright.all(1).any()  # one full column, no full row
 
 
 def _samples(dataset, **loader):

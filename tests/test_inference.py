@@ -106,14 +106,23 @@ def test_self_ensemble_leaves_an_equivariant_model_unchanged():
     assert torch.allclose(self_ensemble(blur, x), blur(x), atol=1e-6)
 
 
-def test_self_ensemble_averages_a_kernel_over_the_eight_symmetries():
+def test_self_ensemble_averages_a_kernel_over_the_four_flips():
     kernel = torch.rand(5, 5)
     k = kernel.numpy()
-    symmetries = [np.rot90(m, r) for m in (k, k[:, ::-1]) for r in range(4)]
-    symmetric = torch.from_numpy(np.mean(symmetries, axis=0).copy())
+    flips = [k, k[::-1], k[:, ::-1], k[::-1, ::-1]]
+    symmetric = torch.from_numpy(np.mean(flips, axis=0).copy())
     x = torch.rand(1, 3, 20, 27)
     assert torch.allclose(self_ensemble(conv_with(kernel), x), conv_with(symmetric)(x), atol=1e-5)
     assert not torch.allclose(conv_with(kernel)(x), conv_with(symmetric)(x), atol=1e-3)
+
+
+def test_self_ensemble_keeps_a_vertical_streak_filter_vertical():
+    """A model that removes only vertical streaks (a vertical 1×9 mean) keeps removing them under --tta;
+    averaging in the 90° turns would blend in a horizontal mean, which leaves the streaks."""
+    vertical = conv_with(torch.zeros(9, 9).index_fill(1, torch.tensor([4]), 1.0) / 9)
+    x = torch.rand(1, 3, 40, 40)
+    x[..., 7] += 1.0  # a vertical streak
+    assert torch.allclose(self_ensemble(vertical, x), vertical(x), atol=1e-5)
 
 
 def test_tile_from_memory_budget_fits_and_is_aligned():

@@ -59,7 +59,7 @@ def add_inference_options(p) -> None:
     p.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
     p.add_argument("--max-memory", metavar="SIZE", help="activation memory budget that picks the tile size, "
                                                         "e.g. 2GB [default: 1GiB]")
-    p.add_argument("--tta", action="store_true", help="average the 8 flips/rotations (8× slower)")
+    p.add_argument("--tta", action="store_true", help="average the 4 flips that keep rain's direction (4× slower)")
 
 
 def load_from_args(args):

@@ -1,4 +1,6 @@
-"""Crops, padding and flips/rotations on H×W×C numpy arrays, the same for aligned images."""
+"""Crops, padding and flips/rotations on H×W×C numpy arrays, the same for aligned images.
+
+Images that hold rain get only `random_flip`: a 90° turn lays the streaks horizontal, which real rain never is."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,3 +34,10 @@ def random_dihedral(images: Sequence[np.ndarray], rng: np.random.Generator) -> l
     turns, flip = int(rng.integers(4)), bool(rng.integers(2))
     images = [np.rot90(img, turns) for img in images]
     return [img[:, ::-1] for img in images] if flip else images
+
+
+def random_flip(images: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One of the 4 flips that keep a vertical line vertical (none, left-right, up-down, both), the same
+    for each image."""
+    lr, ud = bool(rng.integers(2)), bool(rng.integers(2))
+    return [img[::-1 if ud else 1, ::-1 if lr else 1] for img in images]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from derain.data.augment import random_crop, random_dihedral
+from derain.data.augment import random_crop, random_dihedral, random_flip
 from derain.data.degradations import RandomBlur
 from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, check_overrides, check_weights, detail_energy,
                                   draw_family)
@@ -41,7 +41,10 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 class SeededDataset(Dataset):
-    """Base: per-sample generators from (seed, epoch, index), cropping and flips/rotations."""
+    """Base: per-sample generators from (seed, epoch, index), cropping and flips/rotations (only the
+    flips that keep rain's direction where an image holds rain: `holds_rain`)."""
+
+    holds_rain = False
 
     def __init__(self, crop: int | None, augment: bool, seed: int):
         if crop is not None and crop < 1:
@@ -64,7 +67,7 @@ class SeededDataset(Dataset):
         if self.crop is not None:
             images = random_crop(images, self.crop, rng)
         if self.augment:
-            images = random_dihedral(images, rng)
+            images = (random_flip if self.holds_rain else random_dihedral)(images, rng)
         return list(images)
 
 
@@ -74,6 +77,8 @@ class PairedDataset(SeededDataset):
 
     `samples_per_epoch` (default: one per pair) cycles over the pairs, for small fine-tuning sets.
     """
+
+    holds_rain = True
 
     def __init__(self, root_or_pairs: str | Path | Sequence[str | Path | Pair], crop: int | None = 256,
                  augment: bool = True, seed: int = 0, samples_per_epoch: int | None = None):
@@ -100,6 +105,8 @@ class UnpairedDataset(SeededDataset):
     Folders are searched recursively; several folders may share a label. With `balanced`, sample i
     comes from class i mod n_classes (a random image of it), so every class is drawn equally often.
     """
+
+    holds_rain = True
 
     def __init__(self, roots_with_labels: Sequence[tuple[str | Path, float]], crop: int | None = 256,
                  seed: int = 0, augment: bool = True, balanced: bool = False,
