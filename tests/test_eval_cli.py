@@ -62,8 +62,8 @@ def fake_model(monkeypatch):
     """Stand in for `derain.load`: a 'model' that brightens by one level, recording what it loaded."""
     loaded = []
 
-    def load(spec=None):
-        loaded.append(spec)
+    def load(spec=None, tta=False):
+        loaded.append(spec + " with tta" if tta else spec)
         return lambda image: np.clip(image.astype(np.int16) + 1, 0, 255).astype(np.uint8)
 
     monkeypatch.setattr(derain, "load", load, raising=False)
@@ -153,6 +153,10 @@ class TestEval:
         assert summary["worse_than_input"] == 4
         assert "Worse than the rainy input (PSNR): 4 of 4 images." in (tmp_path / "out" / "summary.md").read_text()
 
+    def test_tta_loads_the_model_with_the_self_ensemble(self, dataset, tmp_path, fake_model):
+        assert main(["eval", "--model", "m", "--tta", "--data", str(dataset), "--out", str(tmp_path)]) == 0
+        assert fake_model == ["m with tta"]
+
     def test_unpaired_rain_gets_niqe_of_input_and_output(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--rainy", str(dataset / "input"), "--model", "m", "--out", str(tmp_path)]) == 0
         rows = _read_csv(tmp_path / "scores.csv")
@@ -163,6 +167,7 @@ class TestEval:
         (["--rainy", "{data}/input", "--metrics", "psnr"], "no ground truth"),
         (["--pred", "{data}/input"], "--pred needs --clean"),
         (["--data", "{data}", "--save", "x"], "--save writes model outputs"),
+        (["--data", "{data}", "--tta"], "--tta runs a model"),
         (["--data", "{data}", "--metrics", "lpips"], "choose from psnr, ssim, niqe"),
         (["--data", "{data}/missing"], "folder not found"),
     ])

@@ -218,6 +218,13 @@ def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir,
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert set(summary["families"]) == set(FAMILIES) | {"rain (all)"}
     assert "| light |" in capsys.readouterr().out
+    assert summary["tta"] is False
+    assert main(["suite", "--model", tiny_model_dir, "--tta", "--clean", str(clean_photos), "--dir",
+                 str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "tta")]) == 0
+    with_tta = json.loads((tmp_path / "tta" / "summary.json").read_text())
+    assert with_tta["tta"] is True and with_tta["families"] != summary["families"]
+    assert main(["suite", "--model", "none", "--tta"]) == 2
+    assert "--tta runs a model" in capsys.readouterr().err
 
 
 # ---- the full-resolution detail path ----

@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--niqe-params", metavar="FILE",
                    help="NIQE pristine model: modelparameters.mat or an npz [default: bundled]")
     p.add_argument("--save", metavar="DIR", type=Path, help="also write the model's outputs here as PNG")
+    p.add_argument("--tta", action="store_true", help="run --model with the self-ensemble (the 4 flips that keep "
+                                                      "rain's direction; 4× slower)")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="report folder [default: results/eval-<name of the data folder>]")
     p.set_defaults(func=run)
@@ -49,7 +51,7 @@ def run(args) -> int:
     if args.rainy and set(metrics) - set(ev.NO_REFERENCE):
         raise DerainError(f"{args.rainy}: unpaired images have no ground truth; use --metrics niqe")
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
-    model = _load_model(args.model) if args.model else None
+    model = _load_model(args.model, args.tta) if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -94,12 +96,14 @@ def _check_combination(args) -> None:
         raise DerainError("--pred scores existing predictions; --model and --save do not apply")
     if args.save and not args.model:
         raise DerainError("--save writes model outputs; it needs --model")
+    if args.tta and not args.model:
+        raise DerainError("--tta runs a model; it needs --model")
 
 
-def _load_model(spec: str):
+def _load_model(spec: str, tta: bool = False):
     import derain
 
-    return derain.load(spec)
+    return derain.load(spec, tta=tta)
 
 
 def _markdown(summary: dict, ev) -> str:

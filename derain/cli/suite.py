@@ -29,23 +29,29 @@ def register(sub) -> None:
                    help="where the suite's images are built and reused [default: results/suite-data]")
     p.add_argument("--seed", type=int, default=0, help="rain seed [default: 0]")
     p.add_argument("--crop", type=int, default=384, help="central crop of each photo, pixels [default: 384]")
+    p.add_argument("--tta", action="store_true", help="run the model with the self-ensemble (the 4 flips that keep "
+                                                      "rain's direction; 4× slower)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="report folder [default: results/suite-<model folder name>]")
+                   help="report folder [default: results/suite-<model folder name>[-tta]]")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import derain
     from derain import evaluation as ev
+    from derain.errors import DerainError
     from derain.suite import ensure_suite, score_suite, summarize, summary_table
 
+    if args.tta and args.model == "none":
+        raise DerainError("--tta runs a model; it does not apply to --model none")
     suite_dir = ensure_suite(args.clean, args.dir, seed=args.seed, crop=args.crop)
-    model = None if args.model == "none" else derain.load(args.model)
+    model = None if args.model == "none" else derain.load(args.model, tta=args.tta)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
-    out = args.out or Path("results") / f"suite-{Path(args.model).name}"
+    out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}"
     ev.write_csv(out / "scores.csv", rows)
-    ev.write_json(out / "summary.json", {"model": args.model, "suite": str(suite_dir), "families": summary})
+    ev.write_json(out / "summary.json",
+                  {"model": args.model, "tta": args.tta, "suite": str(suite_dir), "families": summary})
     table = summary_table(summary)
     ev.write_text(out / "summary.md", f"Validation suite `{suite_dir}`, model `{args.model}`.\n\n{table}")
     print(table)
