@@ -5,6 +5,7 @@ leaves the median near 0; a global darkening moves both.
 
     python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
     python scripts/real_rain_report.py --model bundled --split report   # sirr100's photos never used to choose
+    python scripts/real_rain_report.py --model bundled --tta             # with the self-ensemble (4 flips)
 
 --split reads scripts/sirr100_split.csv: `choice` is the first 30 photos, which choose models; `report`
 the 45 others that are not duplicates of a photo already counted, labelled by eye for a visible veil
@@ -79,10 +80,10 @@ def summary(name: str, a: np.ndarray) -> str:
             f"median pixel shift {a[:, 3].mean():+.2f}")
 
 
-def report(model_name: str, photos: dict[Path, str]) -> None:
+def report(model_name: str, photos: dict[Path, str], tta: bool = False) -> None:
     import derain
 
-    model = derain.load(model_name)
+    model = derain.load(model_name, tta=tta)
     rows = []
     for path in photos:
         rainy = read_image_uint8(path)
@@ -106,13 +107,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=30, help="the first N photos [default: 30]")
     parser.add_argument("--split", choices=["choice", "report"],
                         help="the photos of this split of scripts/sirr100_split.csv instead of the first N")
+    parser.add_argument("--tta", action="store_true", help="run the model with its self-ensemble (4 flips)")
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--suite", default="results/suite-data")
     args = parser.parse_args()
     if args.validate:
         return validate(args.suite)
     photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
-    report(args.model, photos)
+    report(args.model, photos, args.tta)
 
 
 if __name__ == "__main__":

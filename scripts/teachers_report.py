@@ -1,6 +1,7 @@
 """How well the TTL teachers learnt their tasks, on photos they never trained on.
 
     python scripts/teachers_report.py runs/v1 [--clean ../shared/data/clean] [--rainy ../shared/data/real_rain/sirr100]
+    python scripts/teachers_report.py runs/recog-flip     # a run of --stages recog alone: T_recog only
 
 T_recog (score > 0.5 means rain-free): accuracy on the held-out clean photos (data.holdout), on the same
 photos with synthetic rain of each family (does it respond to rain, or to the scene?), and on the real
@@ -48,7 +49,8 @@ def main() -> None:
 
     recog = from_pretrained(args.run / "recog" / "model")
     print(f"T_recog ({len(clean)} held-out clean photos; label 1 = rain-free, 0 = rainy)")
-    print(f"  clean, held out:          accuracy {np.mean(recog_scores(recog, clean) > 0.5):.0%}")
+    clean_accuracy = np.mean(recog_scores(recog, clean) > 0.5)
+    print(f"  clean, held out:          accuracy {clean_accuracy:.0%}")
     for family in ("light", "heavy", "photoshop", "haze", "camera"):
         rainy = [np.round(add_family_rain(c / 255.0, family, np.random.default_rng(i))[0] * 255).astype(np.uint8)
                  for i, c in enumerate(clean)]
@@ -57,7 +59,14 @@ def main() -> None:
     for name, photos in (("held out, no copy trained on", held_out),
                          ("trained on (or a copy was) unless the run predates the hold-out", trained)):
         real = [center_crop(read_image_uint8(p), CROP) for p in photos]
-        print(f"  real rain, {name} ({len(real)}): accuracy {np.mean(recog_scores(recog, real) < 0.5):.0%}")
+        accuracy = np.mean(recog_scores(recog, real) < 0.5)
+        print(f"  real rain, {name} ({len(real)}): accuracy {accuracy:.0%}")
+        if photos is held_out:
+            print(f"  balanced accuracy, held-out real rain against held-out clean: {(accuracy + clean_accuracy) / 2:.1%}")
+
+    if not (args.run / "recon" / "model").is_dir():
+        print(f"T_recon: {args.run / 'recon' / 'model'} not found (a run of --stages recog alone)")
+        return
 
     recon = from_pretrained(args.run / "recon" / "model")
     print("T_recon (Y-PSNR against the clean photo, mean over the held-out photos)")
