@@ -62,7 +62,8 @@ def main() -> None:
         accuracy = np.mean(recog_scores(recog, real) < 0.5)
         print(f"  real rain, {name} ({len(real)}): accuracy {accuracy:.0%}")
         if photos is held_out:
-            print(f"  balanced accuracy, held-out real rain against held-out clean: {(accuracy + clean_accuracy) / 2:.1%}")
+            balanced = (accuracy + clean_accuracy) / 2
+            print(f"  balanced accuracy, held-out real rain against held-out clean: {balanced:.1%}")
 
     if not (args.run / "recon" / "model").is_dir():
         print(f"T_recon: {args.run / 'recon' / 'model'} not found (a run of --stages recog alone)")

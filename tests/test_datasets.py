@@ -71,7 +71,7 @@ def test_flip_reaches_the_four_that_keep_a_vertical_line_vertical():
 
 
 def test_rainy_datasets_never_turn_rain_horizontal(tmp_path):
-    from derain.data.datasets import PairedDataset, RainMixDataset, UnpairedDataset
+    from derain.data.datasets import RainMixDataset
 
     assert PairedDataset.holds_rain and UnpairedDataset.holds_rain and not RainMixDataset.holds_rain
     img = np.zeros((16, 16, 3), np.uint8)

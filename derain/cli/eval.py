@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from derain.cli.run import MODEL_HELP
+from derain.cli.run import MODEL_HELP, TTA_HELP
 from derain.errors import DerainError
 
 EXAMPLES = """examples:
@@ -36,8 +36,7 @@ def register(sub) -> None:
     p.add_argument("--niqe-params", metavar="FILE",
                    help="NIQE pristine model: modelparameters.mat or an npz [default: bundled]")
     p.add_argument("--save", metavar="DIR", type=Path, help="also write the model's outputs here as PNG")
-    p.add_argument("--tta", action="store_true", help="run --model with the self-ensemble (the 4 flips that keep "
-                                                      "rain's direction; 4× slower)")
+    p.add_argument("--tta", action="store_true", help=f"with --model: {TTA_HELP}")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="report folder [default: results/eval-<name of the data folder>]")
     p.set_defaults(func=run)

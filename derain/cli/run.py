@@ -49,6 +49,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+TTA_HELP = "average the 4 flips that keep rain's direction (4× slower)"
+
+
 def add_inference_options(p) -> None:
     """Device, precision, threads and tiling options, shared with `derain demo` and `derain gallery`."""
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
@@ -59,7 +62,7 @@ def add_inference_options(p) -> None:
     p.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels [default: 32]")
     p.add_argument("--max-memory", metavar="SIZE", help="activation memory budget that picks the tile size, "
                                                         "e.g. 2GB [default: 1GiB]")
-    p.add_argument("--tta", action="store_true", help="average the 4 flips that keep rain's direction (4× slower)")
+    p.add_argument("--tta", action="store_true", help=TTA_HELP)
 
 
 def load_from_args(args):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from derain.cli.run import TTA_HELP
+
 EXAMPLES = """examples:
   derain suite                                   # the bundled model on ../shared/data/clean's held-out photos
   derain suite --model runs/mix/scratch/best     # a training run's best checkpoint
@@ -29,8 +31,7 @@ def register(sub) -> None:
                    help="where the suite's images are built and reused [default: results/suite-data]")
     p.add_argument("--seed", type=int, default=0, help="rain seed [default: 0]")
     p.add_argument("--crop", type=int, default=384, help="central crop of each photo, pixels [default: 384]")
-    p.add_argument("--tta", action="store_true", help="run the model with the self-ensemble (the 4 flips that keep "
-                                                      "rain's direction; 4× slower)")
+    p.add_argument("--tta", action="store_true", help=TTA_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="report folder [default: results/suite-<model folder name>[-tta]]")
     p.set_defaults(func=run)
