@@ -61,7 +61,8 @@ def export_onnx(net: torch.nn.Module, path: str | Path, opset: int = 18) -> Path
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
-        raise DerainError("ONNX export needs the onnx extra: pip install 'derain[onnx]'") from None
+        raise DerainError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript "
+                          "(or, in a checkout, pip install -e '.[onnx]')") from None
     net = net.cpu().eval()
     example = torch.rand(2, 3, 35, 53)  # batch 2 and odd sizes, so that nothing specialises on them
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}

@@ -5,7 +5,7 @@ from derain.cli.run import MODEL_HELP
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a model to ONNX (dynamic height and width)",
+    p = sub.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)",
                        description="Write the deraining network as ONNX: input 'image' N×3×H×W float32 in "
                                    "[0, 1], any H and W; output 'derained', the same shape. Sizes that are "
                                    "not multiples of patch × window are edge-padded inside the graph "
