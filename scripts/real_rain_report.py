@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from derain.cli.run import TTA_HELP
 from derain.data.layouts import list_images, list_pairs, load_pair_uint8
 from derain.imageio import read_image_uint8
 from derain.metrics.psnr_ssim import rgb_to_y
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=30, help="the first N photos [default: 30]")
     parser.add_argument("--split", choices=["choice", "report"],
                         help="the photos of this split of scripts/sirr100_split.csv instead of the first N")
-    parser.add_argument("--tta", action="store_true", help="run the model with its self-ensemble (4 flips)")
+    parser.add_argument("--tta", action="store_true", help=TTA_HELP)
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--suite", default="results/suite-data")
     args = parser.parse_args()
