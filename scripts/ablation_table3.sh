@@ -3,11 +3,12 @@
 # T_recon only, and V2 (no teachers), each fine-tuned for the same iterations on the same rain, then scored
 # on the validation suite and on ddn_sirr_test20. The teachers are trained once and shared. From the repo
 # root, with ../shared/data and the suite (`derain suite --model none`). About 90 minutes on 2 CPU cores at
-# the defaults; every stage resumes where it stopped.
-#   bash scripts/ablation_table3.sh [OUT] [FINETUNE_ITERS] [CROP]      # defaults: runs/table3 1000 96
+# the defaults; every stage resumes where it stopped, and teachers already in OUT/teachers are reused. Ends
+# by printing the table (scripts/table3_report.py; give it several OUTs, one per seed, for their mean).
+#   bash scripts/ablation_table3.sh [OUT] [FINETUNE_ITERS] [CROP] [SEED]     # defaults: runs/table3 1000 96 0
 set -euo pipefail
-out=${1:-runs/table3}; iters=${2:-1000}; crop=${3:-96}
-budget=(--set stages.finetune.iters=$iters --set stages.finetune.crop=$crop --set stages.finetune.val_every=$iters
+out=${1:-runs/table3}; iters=${2:-1000}; crop=${3:-96}; seed=${4:-0}
+budget=(--set seed=$seed --set stages.finetune.iters=$iters --set stages.finetune.crop=$crop --set stages.finetune.val_every=$iters
         --set stages.scratch.iters=$iters --set stages.scratch.crop=$crop --set stages.scratch.val_every=$iters)
 derain train configs/mix.yaml --out "$out/teachers" --stages recog recon --resume "${budget[@]}"
 for teachers in recog,recon recog recon; do
@@ -22,3 +23,4 @@ for model in "$out/recog+recon/model" "$out/recog/model" "$out/recon/model" "$ou
   derain suite --model "$model" --out "$out/scores/suite-$name"
   derain eval --model "$model" --data ../shared/data/paired/ddn_sirr_test20 --out "$out/scores/ddn-$name"
 done
+python scripts/table3_report.py "$out"

@@ -66,9 +66,10 @@ def test_the_shell_recipes_parse_and_their_overrides_are_valid_config_keys():
         subprocess.run(["bash", "-n", str(script)], check=True)
     text = (ROOT / "scripts" / "ablation_table3.sh").read_text()
     overrides = [o.replace("$iters", "1000").replace("$crop", "96").replace("$teachers", "recog,recon")
-                 for o in re.findall(r'--set "?([\w.]+=[^ ")]+)', text)]
-    assert len(overrides) == 7
+                 .replace("$seed", "3") for o in re.findall(r'--set "?([\w.]+=[^ ")]+)', text)]
+    assert len(overrides) == 8
     cfg = load_train_config(ROOT / "configs" / "mix.yaml", overrides=overrides)
+    assert cfg.seed == 3
     assert cfg.stages["finetune"].iters == cfg.stages["scratch"].iters == 1000
     assert cfg.stages["distill"].teachers == ["recog", "recon"]
 
@@ -115,3 +116,31 @@ def test_holdout_keeps_every_sirr100_duplicate_pair_on_one_side(shared_data):
     _, val = holdout(files)
     held = {f.name for f in val}
     assert len(held) == 9 and not [a for a, b in pairs.items() if (a in held) != (b in held)]
+
+
+def test_table3_report_averages_seeds_by_hand(tmp_path, capsys):
+    import json
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from table3_report import FAMILIES, main
+
+    def write(out, variant, gain, clean, ddn, worse):
+        families = {f: {"gain": gain, "psnr": 0.0, "worse_share": 0.0, "brightness_shift": 0.0} for f in FAMILIES}
+        families["rain (all)"] = {"gain": gain, "worse_share": 0.05, "brightness_shift": 1.0}
+        families["none"] = {"gain": None, "psnr": clean, "worse_share": 1.0, "brightness_shift": -4.0}
+        for kind, summary in (("suite", {"families": families}),
+                              ("ddn", {"images": 20, "mean": {"psnr": ddn, "ssim": 0.88}, "worse_than_input": worse})):
+            folder = out / "scores" / f"{kind}-{variant}"
+            folder.mkdir(parents=True)
+            (folder / "summary.json").write_text(json.dumps(summary))
+
+    write(tmp_path / "s0", "v2", 2.0, 33.0, 23.0, 1)
+    write(tmp_path / "s1", "v2", 3.0, 34.0, 24.0, 2)
+    write(tmp_path / "s0", "recog", 1.0, 30.0, 22.0, 0)  # in one seed only: left out
+    assert main([str(tmp_path / "s0"), str(tmp_path / "s1")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 1 + 2
+    assert lines[2] == ("| V2, no teachers, mean of 2 | +2.50 | +2.50 | +2.50 | +2.50 | +2.50 | +2.50 (5%) "
+                        "| 33.50 (-4.00) | 23.50 / 0.8800 (1.5 of 20) |")
+    assert lines[4].startswith("| V2, no teachers, s1 | +3.00")
+    assert main([str(tmp_path / "empty")]) == 1
