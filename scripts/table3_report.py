@@ -35,35 +35,37 @@ def scores(out: Path, variant: str) -> dict[str, float]:
     row = {f: suite[f]["gain"] for f in FAMILIES}
     row.update(rain=suite["rain (all)"]["gain"], rain_worse=100 * suite["rain (all)"]["worse_share"],
                clean=suite["none"]["psnr"], clean_shift=suite["none"]["brightness_shift"],
-               ddn_psnr=ddn["mean"]["psnr"], ddn_ssim=ddn["mean"]["ssim"], ddn_worse=ddn["worse_than_input"])
+               ddn_psnr=ddn["mean"]["psnr"], ddn_ssim=ddn["mean"]["ssim"], ddn_worse=ddn["worse_than_input"],
+               ddn_images=ddn["images"])
     return row
 
 
-def markdown_row(name: str, r: dict[str, float], images: int) -> str:
+def markdown_row(name: str, r: dict[str, float]) -> str:
     gains = " | ".join(f"{r[f]:+.2f}" for f in FAMILIES)
     return (f"| {name} | {gains} | {r['rain']:+.2f} ({r['rain_worse']:.0f}%) | {r['clean']:.2f} ({r['clean_shift']:+.2f}) "
-            f"| {r['ddn_psnr']:.2f} / {r['ddn_ssim']:.4f} ({r['ddn_worse']:g} of {images}) |")
+            f"| {r['ddn_psnr']:.2f} / {r['ddn_ssim']:.4f} ({r['ddn_worse']:g} of {r['ddn_images']:g}) |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outs", nargs="+", type=Path, help="output folders of scripts/ablation_table3.sh")
     args = parser.parse_args(argv)
-    common = [v for v in variants(args.outs[0]) if all(v in variants(o) for o in args.outs[1:])]
+    found = [variants(o) for o in args.outs]
+    common = [v for v in found[0] if all(v in f for f in found[1:])]
     if not common:
         print(f"table3_report: no variant has suite and ddn scores in every one of {[str(o) for o in args.outs]}",
               file=sys.stderr)
         return 1
-    images = json.loads((args.outs[0] / "scores" / f"ddn-{common[0]}" / "summary.json").read_text())["images"]
+    table = {o: {v: scores(o, v) for v in common} for o in args.outs}
     print(HEADER)
     for v in common:
-        rows = [scores(o, v) for o in args.outs]
+        rows = [table[o][v] for o in args.outs]
         label = VARIANTS[v] + (f", mean of {len(rows)}" if len(rows) > 1 else "")
-        print(markdown_row(label, {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, images))
+        print(markdown_row(label, {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}))
     if len(args.outs) > 1:
         for o in args.outs:
             for v in common:
-                print(markdown_row(f"{VARIANTS[v]}, {o.name}", scores(o, v), images))
+                print(markdown_row(f"{VARIANTS[v]}, {o.name}", table[o][v]))
     return 0
 
 
