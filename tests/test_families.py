@@ -67,6 +67,7 @@ FAMILY_BANDS = {  # docs/datasets.md: input PSNR (dB) and mean added brightness 
     "photoshop": ((15, 34), (0.005, 0.13)),
     "haze": ((16, 29), (0.015, 0.12)),
     "camera": ((20, 35), (0.01, 0.08)),
+    "dense": ((18, 30), (0.01, 0.08)),
 }
 
 
@@ -90,6 +91,20 @@ def test_family_light_is_lighter_than_heavy(make_scene):
     light = np.mean([psnr(add_family_rain(clean, "light", np.random.default_rng(s))[0], clean) for s in range(4)])
     heavy = np.mean([psnr(add_family_rain(clean, "heavy", np.random.default_rng(s))[0], clean) for s in range(4)])
     assert light > heavy + 5
+
+
+def test_family_dense_covers_more_than_heavy_and_is_fainter():
+    """On a flat grey image: dense rain lifts more of the pixels than heavy rain, and its brightest
+    pixels less (docs/datasets.md: faint, semi-transparent streaks, brightness 0.1-0.4)."""
+    flat = np.full((128, 128, 3), 0.3)
+
+    def coverage_and_peak(family):
+        lifts = [(add_family_rain(flat, family, np.random.default_rng(s))[0] - flat).mean(2) for s in range(6)]
+        return np.mean([(d > 2 / 255).mean() for d in lifts]), np.mean([np.percentile(d, 99) for d in lifts])
+
+    (dense_cover, dense_peak), (heavy_cover, heavy_peak) = coverage_and_peak("dense"), coverage_and_peak("heavy")
+    assert dense_cover > 1.5 * heavy_cover and dense_cover > 0.25
+    assert dense_peak < 0.4 < heavy_peak
 
 
 def test_camera_family_is_saved_as_jpeg_and_none_is_untouched(make_scene):

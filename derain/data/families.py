@@ -7,6 +7,7 @@ Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain 
     photoshop  noise, Levels, Motion Blur and Screen (DDN / Rain1400-like)
     haze       moderate streaks over a veil of airlight
     camera     streaks, veil and sensor noise through a camera's tone curve, then JPEG
+    dense      2-4 dense layers of long, faint, semi-transparent streaks (real downpours, as in sirr100)
     none       no rain: the clean photo itself, so the model learns to leave clean photos alone
 
 `mix_rain` draws a family by weight and then its parameters, so no two crops share their rain.
@@ -38,6 +39,8 @@ FAMILIES: dict[str, tuple[str | None, dict]] = {
     "photoshop": ("photoshop", {}),
     "haze": ("linear", {"layers": (1, 3), "density": (0.01, 0.04), "veil": (0.1, 0.35), "sheet": (0.0, 0.12)}),
     "camera": ("camera", {}),
+    "dense": ("linear", {"layers": (2, 4), "density": (0.08, 0.3), "width": (1.5, 4.0), "length": (30.0, 120.0),
+                         "brightness": (0.1, 0.4), "angle_jitter": 6.0}),
     "none": (None, {}),
 }
 # a quarter without rain, and little haze: a veil the model cannot tell from the scene teaches it to darken
