@@ -355,11 +355,22 @@ def test_the_shipped_configs_parse_and_the_paper_paths_are_placeholders(monkeypa
     assert paper.model == load_model_config("paper") and paper.stages["recog"].crop == 256
     finetune = paper.stages["finetune"]
     assert (paper.stages["recog"].lr, finetune.lr_encoder, finetune.lr) == (4e-4, 4e-5, 4e-4)
-    with pytest.raises(DerainError, match="data.real_rainy"):
+    with pytest.raises(DerainError, match=r"data.real_(rainy|clear): .*not found"):
         resolve_data(paper.data, list(STAGES))
     if (REPO / ".." / "shared" / "data").is_dir():
         resolved = resolve_data(shared.data, list(STAGES))
         assert len(resolved.real_clear) == 5 and resolved.val.endswith("ddn_sirr_test20")
+
+
+def test_only_the_folders_a_selected_stage_reads_must_exist(tmp_path):
+    from derain.train.config import DataConfig, SynthConfig
+    missing = str(tmp_path / "no-such-rain")
+    data = DataConfig(real_rainy=[missing], real_clear=[str(tmp_path)], synth=SynthConfig(clean=str(tmp_path)))
+    resolved = resolve_data(data, ["scratch"])
+    assert resolved.real_rainy == [missing] and resolved.synth.clean == str(tmp_path.resolve())
+    for stages in (["recog"], ["distill"], ["scratch", "distill"]):
+        with pytest.raises(DerainError, match="data.real_rainy: .*no-such-rain: not found"):
+            resolve_data(data, stages)
 
 
 def test_recog_holds_out_the_same_share_of_real_rainy_photos(data, tmp_path):

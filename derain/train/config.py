@@ -307,7 +307,8 @@ def resolve_data(data: DataConfig, stages: list[str], demo: dict[str, Path] | No
             real_clear=data.real_clear or [str(demo["clean"])], val=data.val or str(demo["paired"]),
             synth=dataclasses.replace(data.synth, clean=data.synth.clean or str(demo["clean"])))
     needed = {key for stage in stages for key in NEEDS.get(stage, ())}
-    folders = {key: _expand(getattr(data, key), f"data.{key}") for key in ("real_rainy", "real_clear")}
+    # only the folders a selected stage reads are checked: a scratch run need not have real rain
+    folders = {key: _expand(getattr(data, key), f"data.{key}") for key in sorted(needed)}
     for key in sorted(needed):
         if not folders[key]:
             users = [s for s in stages if key in NEEDS.get(s, ())]
