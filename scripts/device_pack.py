@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from derain.data.families import holdout
+from derain.data.families import HOLDOUT_SHARE, holdout, in_holdout
 from derain.data.layouts import list_images
 from derain.imageio import read_image_uint8
 from derain.suite import SUITE_CROP, center_crop
@@ -30,8 +30,8 @@ LIMIT_MIB = 64  # what the device tool carries: working tree plus carried paths
 
 
 def training_name(stem: str) -> str | None:
-    """The first JPEG name for `stem` that `holdout` leaves in training, if any."""
-    return next((stem + s for s in JPEG_SUFFIXES if holdout([Path(stem + s)])[0]), None)
+    """The first JPEG name for `stem` whose hash `holdout` leaves in training, if any."""
+    return next((stem + s for s in JPEG_SUFFIXES if not in_holdout(stem + s, HOLDOUT_SHARE)), None)
 
 
 def pack_clean(src: Path, dst: Path, quality: int) -> None:

@@ -1,21 +1,26 @@
 #!/bin/bash
-# One GPU lease (MODEL_CARD.md, "GPU training"): two 7-family scratch-stage runs side by side for TRAIN_S
-# seconds, 16 crops of 256² per step, EMA 0.999, a validation model every VAL steps; then the last ones as
-# tars in $OUT. PLAN picks the pair:
-#   session16  the session-9 model (INIT) continued at lr 1e-4 | V2 from random weights at lr 4e-4
-#   session17  session 16's continuation (INIT) at lr 5e-5, with MIX | the same with LITE (less haze,
-#              camera and photoshop rain, whose global brightening taught the model to darken real rain)
-# The leases carried JPEG (q 96) copies of the training photos (CLEAN=<them> HOLDOUT=0) and a 42-pair subset
-# of the suite (VAL_DIR): every 5th pair of each family, 6 per family.
-#   PLAN=session17 INIT=<model dir> TRAIN_S=540 bash scripts/train_gpu.sh
+# One GPU lease (MODEL_CARD.md, "The GPU continuation" and "The GPU run lite"): two 7-family scratch-stage runs
+# side by side for TRAIN_S seconds, 16 crops of 256² per step, EMA 0.999, validation on the whole suite every VAL
+# steps; then the last validation models as tars in $OUT. PLAN picks the pair:
+#   session16  INIT continued at lr 1e-4 | V2 from random weights at lr 4e-4, both on MIX
+#   session17  INIT continued at lr 5e-5 on MIX (cont2) | the same on LITE (lite: less haze, camera and
+#              photoshop rain, whose global brightening taught the model to darken real rain)
+# INIT defaults to the bundled model (session 17's lite; session 16 started from the session-9 model).
+# Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
+# the suite is built there from its held-out photos, as by scripts/device_train.sh.
+#   PLAN=session17 TRAIN_S=540 bash scripts/train_gpu.sh
+# (Sessions 16 and 17 carried the same photos, JPEG q 96, and validated on a 42-pair subset of the suite.)
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT runs
-CLEAN=${CLEAN:-../shared/data/clean}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
+OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
+data=${DATA:-/tmp/derain-device}
+mkdir -p $OUT runs $data
+rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
+python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
 MIX='{light: 0.22, heavy: 0.13, photoshop: 0.13, haze: 0.03, camera: 0.05, dense: 0.12, none: 0.32}'
 LITE='{light: 0.30, heavy: 0.18, photoshop: 0.06, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.31}'
-common=(--stages scratch --resume --set deterministic=false --set data.holdout=${HOLDOUT:-0.15}
-  --set data.synth.clean=$CLEAN --set data.val=${VAL_DIR:-results/suite-data} --set data.workers=$WORKERS
+common=(--stages scratch --resume --set deterministic=false --set data.holdout=0.15
+  --set data.synth.clean=$data/clean --set data.val=$data/suite --set data.workers=$WORKERS
   --set data.synth.negatives=4 --set data.synth.samples_per_epoch=400000
   --set model.darken_only=true --set stages.scratch.iters=1000000 --set stages.scratch.batch_size=$BATCH
   --set stages.scratch.crop=$CROP --set stages.scratch.val_every=$VAL --set stages.scratch.keep_val_models=true
@@ -39,7 +44,6 @@ sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev
 wait
 for r in $runs; do
   d=runs/gpu-$r/scratch
-  ls $d
   vals=$(ls -d $d/val-* 2>/dev/null | tail -4)
   tar cf $OUT/gpu-$r.tar runs/gpu-$r.log runs/gpu-$r/metrics.jsonl $d/best $vals 2>/dev/null
   grep -v "^\s*$" runs/gpu-$r.log | tr '\r' '\n' | grep -v "it/s\]$" | tail -15

@@ -144,3 +144,23 @@ def test_table3_report_averages_seeds_by_hand(tmp_path, capsys):
                         "| 33.50 (-4.00) | 23.50 / 0.8800 (1.5 of 20) |")
     assert lines[4].startswith("| V2, no teachers, s1 | +3.00")
     assert main([str(tmp_path / "empty")]) == 1
+
+
+def test_device_pack_keeps_the_holdout_split_and_stays_small(tmp_path, make_image):
+    """Training photos become JPEGs under names that still hash into training; held-out ones keep theirs."""
+    from derain.data.families import holdout
+    from derain.data.layouts import list_images
+
+    data = tmp_path / "data"
+    for i in range(24):
+        make_image(data / "clean" / "set" / f"p{i:02d}.png", size=48, seed=i)
+    make_image(data / "real_rain" / "sirr100" / "1.jpg", size=48)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "device_pack.py"), "--data", str(data),
+                          "--out", str(tmp_path / "pack")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "hold-out split as for the originals: " in out.stdout
+    train, val = holdout(list_images(tmp_path / "pack" / "clean"))
+    original_train, original_val = holdout(list_images(data / "clean"))
+    assert sorted(f.stem for f in train) == sorted(f.stem for f in original_train) and val
+    assert {f.name for f in val} == {f.name for f in original_val}
+    assert any(f.suffix == ".jpg" for f in train) and (tmp_path / "pack" / "real_rain" / "sirr100" / "1.jpg").is_file()

@@ -115,7 +115,8 @@ def detail_energy(img: np.ndarray) -> float:
     return float(np.mean((luma - uniform_filter(luma, 5, mode="reflect")) ** 2))
 
 
-def _in_holdout(key: str, share: float) -> bool:
+def in_holdout(key: str, share: float) -> bool:
+    """Whether a photo with this key (its name, or path under the root) hashes into the held-out share."""
     digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
@@ -126,7 +127,7 @@ def holdout(files: Sequence[Path], root: Path | None = None,
     held out only if all its near-duplicates (`duplicates.duplicate_groups`) hash into the held-out share
     too, so no copy of a validation photo is trained on."""
     def held_out(f: Path) -> bool:
-        return _in_holdout((f.relative_to(root) if root else Path(f.name)).as_posix(), share)
+        return in_holdout((f.relative_to(root) if root else Path(f.name)).as_posix(), share)
 
     val = {f for group in duplicate_groups(files) if all(map(held_out, group)) for f in group} if share else set()
     return [f for f in files if f not in val], [f for f in files if f in val]
