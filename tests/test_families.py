@@ -14,7 +14,7 @@ from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
 from derain.data.duplicates import duplicate_groups, thumbnail
-from derain.data.families import (FAMILIES, _in_holdout, add_family_rain, check_overrides, detail_energy, holdout,
+from derain.data.families import (FAMILIES, in_holdout, add_family_rain, check_overrides, detail_energy, holdout,
                                    jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
@@ -160,8 +160,8 @@ def test_holdout_never_splits_a_photo_from_its_copies(tmp_path, make_image, make
     """A copy at another size (or in another format) joins its photo's group; a photo is held out only if
     every copy's name hashes into the held-out share, else the whole group trains."""
     names = [f"img_{i:03d}" for i in range(40)]
-    held = [n for n in names if _in_holdout(n + ".png", 0.5)]
-    kept = [n for n in names if not _in_holdout(n + ".png", 0.5)]
+    held = [n for n in names if in_holdout(n + ".png", 0.5)]
+    kept = [n for n in names if not in_holdout(n + ".png", 0.5)]
     scene_a = np.round(make_scene((60, 80), 7) * 255).astype(np.uint8)
     scene_b = np.round(make_scene((60, 80), 8)[:, ::-1] * 255).astype(np.uint8)
     files = [make_image(tmp_path / f"{held[0]}.png", array=scene_a),  # held out by name, its copy is not
