@@ -14,6 +14,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
+case $PLAN in session16|session17) ;; *) echo "PLAN=$PLAN: expected session16 or session17" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -38,7 +39,6 @@ case $PLAN in
   session17) runs="cont2 lite"
     train cont2 9 "$MIX" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
     train lite 10 "$LITE" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
-  *) echo "PLAN=$PLAN: expected session16 or session17" >&2; exit 2 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait

@@ -14,7 +14,7 @@ from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
 from derain.data.duplicates import duplicate_groups, thumbnail
-from derain.data.families import (FAMILIES, in_holdout, add_family_rain, check_overrides, detail_energy, holdout,
+from derain.data.families import (FAMILIES, add_family_rain, check_overrides, detail_energy, holdout, in_holdout,
                                    jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError

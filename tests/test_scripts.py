@@ -146,7 +146,7 @@ def test_table3_report_averages_seeds_by_hand(tmp_path, capsys):
     assert main([str(tmp_path / "empty")]) == 1
 
 
-def test_device_pack_keeps_the_holdout_split_and_stays_small(tmp_path, make_image):
+def test_device_pack_keeps_the_holdout_split(tmp_path, make_image):
     """Training photos become JPEGs under names that still hash into training; held-out ones keep theirs."""
     from derain.data.families import holdout
     from derain.data.layouts import list_images
