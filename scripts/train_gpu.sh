@@ -5,6 +5,8 @@
 #   session16  INIT continued at lr 1e-4 | V2 from random weights at lr 4e-4, both on MIX
 #   session17  INIT continued at lr 5e-5 on MIX (cont2) | the same on LITE (lite: less haze, camera and
 #              photoshop rain, whose global brightening taught the model to darken real rain)
+#   session18  (proposed, not yet run) INIT continued at lr 5e-5 on LITE with photoshop back at 0.13 (ps) | on
+#              LITE with dense doubled to 0.24 (dense2): which family teaches the removal of real streaks?
 # INIT defaults to the bundled model (session 17's lite; session 16 started from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
@@ -14,12 +16,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session16|session17) ;; *) echo "PLAN=$PLAN: expected session16 or session17" >&2; exit 2 ;; esac
+case $PLAN in session1[678]) ;; *) echo "PLAN=$PLAN: expected session16, session17 or session18" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
 MIX='{light: 0.22, heavy: 0.13, photoshop: 0.13, haze: 0.03, camera: 0.05, dense: 0.12, none: 0.32}'
 LITE='{light: 0.30, heavy: 0.18, photoshop: 0.06, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.31}'
+PS='{light: 0.27, heavy: 0.16, photoshop: 0.13, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.29}'
+DENSE2='{light: 0.25, heavy: 0.15, photoshop: 0.05, haze: 0.01, camera: 0.02, dense: 0.24, none: 0.28}'
 common=(--stages scratch --resume --set deterministic=false --set data.holdout=0.15
   --set data.synth.clean=$data/clean --set data.val=$data/suite --set data.workers=$WORKERS
   --set data.synth.negatives=4 --set data.synth.samples_per_epoch=400000
@@ -39,6 +43,9 @@ case $PLAN in
   session17) runs="cont2 lite"
     train cont2 9 "$MIX" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
     train lite 10 "$LITE" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
+  session18) runs="ps dense2"
+    train ps 11 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
+    train dense2 12 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
