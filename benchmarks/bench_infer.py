@@ -9,6 +9,7 @@ and the range.
 
     python benchmarks/bench_infer.py                   # 2 threads, 5 repetitions, as on the reference machine
     python benchmarks/bench_infer.py --threads 4 --max-memory 512MB
+    python benchmarks/bench_infer.py --device cuda [--precision bf16]   # a GPU: peak GPU memory instead of RSS
 """
 from __future__ import annotations
 
@@ -31,20 +32,25 @@ def worker(height: int, width: int, args) -> dict:
     from derain.api import Derainer
     from derain.archs import create_model
     from derain.errors import DerainError
-    from derain.inference import align_tiling, choose_tile, parse_bytes, select_device
+    from derain.inference import align_tiling, autocast_dtype, choose_tile, parse_bytes, select_device
 
     torch.set_num_threads(args.threads)
     max_memory = parse_bytes(args.max_memory) if args.max_memory else None
     try:
-        model, source = derain.load(device="cpu", tile=args.tile, max_memory=max_memory), "bundled"
+        model = derain.load(device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision)
+        source = "bundled"
     except DerainError:
-        net = create_model("default").eval()
-        model = Derainer(net, select_device("cpu"), tile=args.tile, max_memory=max_memory)
+        device = select_device(args.device)
+        net = create_model("default").eval().to(device)
+        model = Derainer(net, device, tile=args.tile, max_memory=max_memory, autocast=autocast_dtype(args.precision, device))
         source = "default preset, random weights"
+    gpu = model.device.type == "cuda"
     model(np.zeros((64, 64, 3), np.uint8))  # first-call set-up is not part of the timing
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model(image)  # warm-up at this size
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.reps):
         start = time.perf_counter()
@@ -54,17 +60,22 @@ def worker(height: int, width: int, args) -> dict:
     tile, overlap = align_tiling(model.config, args.tile, model.overlap)
     return {
         "model": source,
-        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory, on_cpu=True),
+        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory,
+                            dtype_bytes=4 if args.precision in (None, "fp32") else 2, on_cpu=not gpu),
         "seconds": seconds, "min_s": min(times), "max_s": max(times),
         "mpixel_per_s": height * width / 1e6 / seconds,
         "rss_before_mib": rss_before / 1024,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if gpu else None,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto [default: cpu]")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU")
     parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
     parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
@@ -84,15 +95,17 @@ def main() -> None:
         rows.append((label, result))
         print(f"{label}: {result['mpixel_per_s']:.3f} Mpixel/s, peak RSS {result['peak_rss_mib']:.0f} MiB "
               f"({result['seconds']:.2f} s median)", flush=True)
-    print(f"\nmodel: {rows[0][1]['model']}; {args.threads} threads; tiles from "
+    gpu = rows[0][1]["peak_gpu_mib"] is not None
+    where = rows[0][1]["device"] + (f", {args.precision}" if args.precision else "") if gpu else f"{args.threads} threads"
+    print(f"\nmodel: {rows[0][1]['model']}; {where}; tiles from "
           f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 1024 px on the CPU')}; "
           f"median (range) of {args.reps} calls\n")
-    print("| image | tile | seconds | Mpixel/s | RSS after load (MiB) | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|")
+    print("| image | tile | seconds | Mpixel/s | RSS after load (MiB) | peak RSS (MiB) |" + (" peak GPU (MiB) |" if gpu else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if gpu else ""))
     for label, r in rows:
         print(f"| {label} | {r['tile'] or 'none'} | {r['seconds']:.2f} ({r['min_s']:.2f}–{r['max_s']:.2f}) "
               f"| {r['mpixel_per_s']:.3f} "
-              f"| {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |")
+              f"| {r['rss_before_mib']:.0f} | {r['peak_rss_mib']:.0f} |" + (f" {r['peak_gpu_mib']:.0f} |" if gpu else ""))
 
 
 if __name__ == "__main__":

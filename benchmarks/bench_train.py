@@ -2,10 +2,12 @@
 
     python benchmarks/bench_train.py [--presets tiny default] [--batch 4] [--crop 64] [--iters 5]
     python benchmarks/bench_train.py --presets configs/mix.yaml --stages scratch --batch 8 --crop 128 [--bf16]
+    python benchmarks/bench_train.py --presets configs/mix.yaml --stages scratch --batch 16 --crop 256 --device cuda [--bf16]
 
 A preset may be a YAML file (a model config, or a training config's `model:`). Each cell gives it/s and,
 in brackets, training kilo-pixel-passes per second (batch × crop² × it/s / 1000). --bf16 runs the
-forward under bf16 autocast on the CPU, which pays off where the CPU has bf16 instructions.
+forward under bf16 autocast (on the CPU it pays off where the CPU has bf16 instructions; on CUDA it is
+what `derain train` uses).
 
 Each stage's module is the one `derain train` builds (derain.train.stages), fed random tensors, so the
 numbers leave out data loading. The median (and range) over --iters timed iterations follows 2 warm-up
@@ -41,17 +43,22 @@ def stage_modules(preset: str) -> dict[str, torch.nn.Module]:
 
 
 def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int,
-                          bf16: bool = False) -> tuple[float, float, float]:
+                          bf16: bool = False, device: str = "cpu") -> tuple[float, float, float]:
     """Median, slowest and fastest iterations per second."""
+    module = module.to(device)
+    batch = [None if t is None else t.to(device) for t in batch]
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for i in range(WARMUP + iters):
+        sync()
         tic = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
             loss = module(batch)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        sync()
         if i >= WARMUP:
             times.append(time.perf_counter() - tic)
     return 1.0 / statistics.median(times), 1.0 / max(times), 1.0 / min(times)
@@ -64,18 +71,20 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (at least 5)")
     parser.add_argument("--stages", nargs="+", default=["recog", "recon", "distill", "finetune", "scratch"])
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [default: cpu]")
     args = parser.parse_args()
     torch.manual_seed(0)
     images = torch.rand(args.batch, 3, args.crop, args.crop)
     batches = {"recog": [images, torch.randint(0, 2, (args.batch,)).float()],
                "recon": [images, images], "distill": [images, None], "finetune": [images, images],
                "scratch": [images, images]}
-    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5), args.bf16)
+    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5), args.bf16, args.device)
                       for name, module in stage_modules(preset).items() if name in args.stages}
              for preset in args.presets}
     pixels = args.batch * args.crop**2 / 1000
-    print(f"it/s (range) [kpx/s], batch {args.batch} of {args.crop}×{args.crop}, {torch.get_num_threads()} CPU threads, "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
+    print(f"it/s (range) [kpx/s], batch {args.batch} of {args.crop}×{args.crop}, {where}, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, median of {max(args.iters, 5)} after {WARMUP} warm-up iterations")
     print(f"{'stage':<10}" + "".join(f"{preset:>32}" for preset in args.presets))
     for name in args.stages:
