@@ -11,6 +11,8 @@
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
 #   PLAN=session17 TRAIN_S=540 bash scripts/train_gpu.sh
+# AMP=false trains in fp32, 14% faster than bf16 in benchmarks/bench_train.py on an H200 (README, "Speed on one
+# GPU"); sessions 16 and 17 ran with bf16 (AMP=true, the default).
 # (Sessions 16 and 17 carried the same photos, JPEG q 96, and validated on a 42-pair subset of the suite.)
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
@@ -24,7 +26,7 @@ MIX='{light: 0.22, heavy: 0.13, photoshop: 0.13, haze: 0.03, camera: 0.05, dense
 LITE='{light: 0.30, heavy: 0.18, photoshop: 0.06, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.31}'
 PS='{light: 0.27, heavy: 0.16, photoshop: 0.13, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.29}'
 DENSE2='{light: 0.25, heavy: 0.15, photoshop: 0.05, haze: 0.01, camera: 0.02, dense: 0.24, none: 0.28}'
-common=(--stages scratch --resume --set deterministic=false --set data.holdout=0.15
+common=(--stages scratch --resume --set deterministic=false --set data.holdout=0.15 --set amp=${AMP:-true}
   --set data.synth.clean=$data/clean --set data.val=$data/suite --set data.workers=$WORKERS
   --set data.synth.negatives=4 --set data.synth.samples_per_epoch=400000
   --set model.darken_only=true --set stages.scratch.iters=1000000 --set stages.scratch.batch_size=$BATCH
