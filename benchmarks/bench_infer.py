@@ -60,8 +60,8 @@ def worker(height: int, width: int, args) -> dict:
     tile, overlap = align_tiling(model.config, args.tile, model.overlap)
     return {
         "model": source,
-        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory,
-                            dtype_bytes=4 if args.precision in (None, "fp32") else 2, on_cpu=not gpu),
+        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory,  # as Derainer.derain_rgb picks it
+                            dtype_bytes=4 if model.autocast is None else 2, on_cpu=model.device.type == "cpu"),
         "seconds": seconds, "min_s": min(times), "max_s": max(times),
         "mpixel_per_s": height * width / 1e6 / seconds,
         "rss_before_mib": rss_before / 1024,

@@ -48,12 +48,13 @@ def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], it
     module = module.to(device)
     batch = [None if t is None else t.to(device) for t in batch]
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    kind = torch.device(device).type
+    sync = torch.cuda.synchronize if kind == "cuda" else (lambda: None)
     times = []
     for i in range(WARMUP + iters):
         sync()
         tic = time.perf_counter()
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
             loss = module(batch)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
