@@ -127,6 +127,26 @@ def test_window_attention_matches_brute_force(shift, hw):
                                    atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("shift", [0, 2])
+def test_training_attention_matches_brute_force_in_values_and_gradients(shift):
+    """With gradients on, the blocks take the plain softmax form instead of SDPA: same values, same gradients."""
+    torch.manual_seed(0)
+    block = AGLFViTBlock(dim=8, num_heads=2, window_size=4, mlp_ratio=2, shift=shift)
+    with torch.no_grad():
+        block.attn.relative_position_bias.normal_()
+    y = torch.randn(2, 7, 10, 8, requires_grad=True)
+    grads = []
+    for forward in (block.global_branch, lambda t: reference_window_attention(block, t)):
+        block.zero_grad()
+        y.grad = None
+        out = forward(y)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append((out.detach(), y.grad.clone(), block.attn.relative_position_bias.grad.clone(),
+                      block.attn.qkv.weight.grad.clone()))
+    for fast, reference in zip(*grads):
+        torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-4)
+
+
 def test_unknown_config_key_is_a_clear_error():
     with pytest.raises(DerainError, match="unknown key.*widht"):
         ModelConfig.from_dict({"widht": 32})
