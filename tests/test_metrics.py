@@ -124,3 +124,16 @@ def test_streak_energy_finds_the_rain_angle_and_ignores_darkening(make_scene):
     assert streak_report(rainy, rainy)["removed"] == 0 and streak_report(rainy, rainy)["texture_kept"] == 1
     dark = streak_report(rainy, (rainy * 0.7).astype(np.uint8))
     assert abs(dark["removed"]) < 0.05 and abs(dark["texture_kept"] - 0.49) < 0.05
+
+
+def test_streak_angle_is_the_rain_peak_not_scene_lines_at_the_range_edge():
+    """E(θ) rising towards -45° from a scene's diagonal lines, with a smaller bump at the rain's 10°:
+    the rain angle is the bump (the plain maximum would be the scene's edge)."""
+    from derain.metrics.streaks import ANGLES, rain_angle_index
+
+    angles = np.array(ANGLES, dtype=float)
+    scene = 40 * np.exp(-(angles + 45) / 20) + 14  # monotone, largest at -45°
+    rain = 6 * np.exp(-((angles - 10) / 8) ** 2)
+    assert ANGLES[int(np.argmax(scene + rain))] == -45
+    assert ANGLES[rain_angle_index(scene + rain)] == 10
+    assert ANGLES[rain_angle_index(scene)] == -45  # no peak inside: the maximum
