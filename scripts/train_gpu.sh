@@ -5,9 +5,13 @@
 #   session16  INIT continued at lr 1e-4 | V2 from random weights at lr 4e-4, both on MIX
 #   session17  INIT continued at lr 5e-5 on MIX (cont2) | the same on LITE (lite: less haze, camera and
 #              photoshop rain, whose global brightening taught the model to darken real rain)
-#   session18  (proposed, not yet run) INIT continued at lr 5e-5 on LITE with photoshop back at 0.13 (ps) | on
-#              LITE with dense doubled to 0.24 (dense2): which family teaches the removal of real streaks?
-# INIT defaults to the bundled model (session 17's lite; session 16 started from the session-9 model).
+#   session18  INIT continued at lr 5e-5 on LITE with photoshop back at 0.13 (ps) | on LITE with dense doubled
+#              to 0.24 (dense2). No GPU was lent: it ran on the CPU at 8 x 128² (MODEL_CARD.md, "The CPU
+#              continuations ps and dense2"), and the mean of lite and both ships
+#   session19  (proposed, not yet run) session 18's pair from the bundled weights at 64 crops of 128² per step:
+#              on the CPU the 128² crops taught less veil removal and less darkening of real rain; at GPU scale?
+# INIT defaults to the bundled model (session 18's mean; session 17 started from session 16's continuation, session 16
+# from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
 #   PLAN=session17 TRAIN_S=540 bash scripts/train_gpu.sh
@@ -18,7 +22,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[678]) ;; *) echo "PLAN=$PLAN: expected session16, session17 or session18" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -48,6 +52,10 @@ case $PLAN in
   session18) runs="ps dense2"
     train ps 11 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
     train dense2 12 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
+  session19) runs="ps128 dense128"
+    small=(--set stages.scratch.crop=128 --set stages.scratch.batch_size=64)
+    train ps128 13 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 "${small[@]}"
+    train dense128 14 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 "${small[@]}" ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
