@@ -8,8 +8,10 @@
 #   session18  INIT continued at lr 5e-5 on LITE with photoshop back at 0.13 (ps) | on LITE with dense doubled
 #              to 0.24 (dense2). No GPU was lent: it ran on the CPU at 8 x 128² (MODEL_CARD.md, "The CPU
 #              continuations ps and dense2"), and the mean of lite and both ships
-#   session19  (proposed, not yet run) session 18's pair from the bundled weights at 64 crops of 128² per step:
+#   session19  (proposed, dry-run on the CPU only) session 18's pair from the bundled weights at 64 crops of 128² per step:
 #              on the CPU the 128² crops taught less veil removal and less darkening of real rain; at GPU scale?
+#              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
+#              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (session 18's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
@@ -53,7 +55,7 @@ case $PLAN in
     train ps 11 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
     train dense2 12 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
   session19) runs="ps128 dense128"
-    small=(--set stages.scratch.crop=128 --set stages.scratch.batch_size=64)
+    small=(--set stages.scratch.crop=${SMALL_CROP:-128} --set stages.scratch.batch_size=${SMALL_BATCH:-64})
     train ps128 13 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 "${small[@]}"
     train dense128 14 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 "${small[@]}" ;;
 esac
