@@ -44,20 +44,21 @@ train() {  # NAME SEED MIX [--set ...]
   timeout $TRAIN_S python3 -m derain train configs/mix.yaml --out runs/gpu-$name "${common[@]}" --set seed=$seed \
     --set "data.synth.families=$mix" "$@" > runs/gpu-$name.log 2>&1 &
 }
+cont=(--set stages.scratch.init=$INIT --set model.shrink=0.0235 --set stages.scratch.lr=5e-5)  # INIT continued
+small=(--set stages.scratch.crop=${SMALL_CROP:-128} --set stages.scratch.batch_size=${SMALL_BATCH:-64})
 case $PLAN in
   session16) runs="cont v2"
-    train cont 7 "$MIX" --set stages.scratch.init=$INIT --set stages.scratch.lr=1e-4 --set model.shrink=0.0235
+    train cont 7 "$MIX" "${cont[@]}" --set stages.scratch.lr=1e-4
     train v2 8 "$MIX" --set stages.scratch.lr=4e-4 ;;
   session17) runs="cont2 lite"
-    train cont2 9 "$MIX" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
-    train lite 10 "$LITE" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
+    train cont2 9 "$MIX" "${cont[@]}"
+    train lite 10 "$LITE" "${cont[@]}" ;;
   session18) runs="ps dense2"
-    train ps 11 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235
-    train dense2 12 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 ;;
+    train ps 11 "$PS" "${cont[@]}"
+    train dense2 12 "$DENSE2" "${cont[@]}" ;;
   session19) runs="ps128 dense128"
-    small=(--set stages.scratch.crop=${SMALL_CROP:-128} --set stages.scratch.batch_size=${SMALL_BATCH:-64})
-    train ps128 13 "$PS" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 "${small[@]}"
-    train dense128 14 "$DENSE2" --set stages.scratch.init=$INIT --set stages.scratch.lr=5e-5 --set model.shrink=0.0235 "${small[@]}" ;;
+    train ps128 13 "$PS" "${cont[@]}" "${small[@]}"
+    train dense128 14 "$DENSE2" "${cont[@]}" "${small[@]}" ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
