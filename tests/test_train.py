@@ -1,4 +1,5 @@
 """`derain train`: every stage on tiny data, frozen teachers, bit-exact resume, DDP, config errors."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -306,6 +307,34 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoi
     weights, state = load_checkpoint(run.stage_dir("toy"))
     assert state["progress"]["step"] == 4 and torch.isfinite(weights["weight"]).all()
     assert not run.is_done("toy")
+
+
+
+class RecordsAutocast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight, self.dtypes = nn.Parameter(torch.ones(4, 1)), []
+
+    def forward(self, batch):
+        out = batch[0] @ self.weight.T  # a matmul: what autocast casts
+        self.dtypes.append(out.dtype)
+        return {"loss": out.float().pow(2).mean()}
+
+
+@pytest.mark.parametrize("cpu_bf16, has_bf16, expected", [
+    (False, True, torch.float32), (True, True, torch.bfloat16), (True, False, torch.float32)])
+def test_cpu_bf16_trains_under_bf16_autocast_only_where_asked_and_the_cpu_has_it(monkeypatch, capsys, tmp_path,
+                                                                                  cpu_bf16, has_bf16, expected):
+    from derain.train import loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: has_bf16)
+    module = RecordsAutocast()
+    stage = Stage("toy", module, Numbers(8), [{"params": list(module.parameters()), "lr": 0.1}], lambda m: None)
+    ctx = dataclasses.replace(ctx_for(CPU, RunDir(tmp_path)), amp=True, cpu_bf16=cpu_bf16)
+    train_stage(stage, StageConfig(iters=2, batch_size=2), ctx)
+    assert module.dtypes == [expected, expected] and module.weight.dtype == torch.float32
+    assert ("no bf16 instructions" in capsys.readouterr().out) == (cpu_bf16 and not has_bf16)
+    assert not loop.autocast_bf16(torch.device("cuda"), False, True)  # amp alone decides on CUDA
 
 
 def write_config(path: Path, config: dict) -> str:

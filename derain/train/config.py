@@ -162,19 +162,21 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool = True  # deterministic algorithms (bit-exact resume on the CPU)
-    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    amp: bool = True  # bf16 autocast on CUDA
+    cpu_bf16: bool = False  # bf16 autocast on a CPU with bf16 instructions (AVX-512 BF16, AMX) too
 
     def to_dict(self) -> dict:
         """The resolved config, itself a valid config file."""
         return {
             "model": self.model.to_dict(), "student": self.student.to_dict(), "pipeline": list(self.pipeline),
             "seed": self.seed, "device": self.device, "deterministic": self.deterministic, "amp": self.amp,
+            "cpu_bf16": self.cpu_bf16,
             "data": dataclasses.asdict(self.data),
             "stages": {name: dataclasses.asdict(cfg) for name, cfg in self.stages.items()},
         }
 
 
-TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "data", "train", "stages")
+TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16", "data", "train", "stages")
 
 
 def load_train_config(source: str | Path | dict, name: str | None = None,
@@ -204,7 +206,7 @@ def load_train_config(source: str | Path | dict, name: str | None = None,
                             f"{name}: stages.{stage}")
               for stage, cls in STAGE_CONFIGS.items()}
 
-    top = {k: v for k, v in data.items() if k in ("pipeline", "seed", "device", "deterministic", "amp")}
+    top = {k: v for k, v in data.items() if k in ("pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16")}
     settings = {k: _coerce(v, typing.get_type_hints(TrainConfig)[k], f"{name}: {k}") for k, v in top.items()}
     cfg = TrainConfig(model=model, student=student, data=_build(DataConfig, data.get("data"), f"{name}: data"),
                       stages=stages, **settings)

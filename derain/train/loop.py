@@ -47,6 +47,24 @@ class Context:
     workers: int
     val_pairs: list[Pair]
     stop_at: tuple[str, int] | None = None  # test hook: return at (stage, step) as a killed run would
+    cpu_bf16: bool = False
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX), where bf16 autocast pays off."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(probe is not None and probe() for probe in probes)
+
+
+def autocast_bf16(device: torch.device, amp: bool, cpu_bf16: bool) -> bool:
+    """bf16 autocast: on CUDA with `amp`; on the CPU with `cpu_bf16`, where the CPU has bf16 instructions."""
+    if device.type == "cuda":
+        return amp
+    if device.type == "cpu" and cpu_bf16:
+        if cpu_has_bf16():
+            return True
+        print("cpu_bf16: this CPU has no bf16 instructions (AVX-512 BF16, AMX); training in fp32")
+    return False
 
 
 class EMA:
@@ -188,7 +206,7 @@ def train_stage(stage: Stage, cfg: StageConfig, ctx: Context) -> bool:
     model = DistributedDataParallel(module) if dist.world_size > 1 else module
     batches = batch_stream(stage.dataset, cfg.batch_size, progress.step, ctx)
     validating = stage.val_net is not None and bool(ctx.val_pairs) and cfg.val_every > 0 and dist.is_main
-    bf16 = ctx.amp and device.type == "cuda"
+    bf16 = autocast_bf16(device, ctx.amp, ctx.cpu_bf16)
     ctx.log.start_stage(stage.name, progress.step)
     bar = progress_bar(total=cfg.iters, initial=progress.step, desc=stage.name, unit="it", disable=not dist.is_main,
                        dynamic_ncols=True)

@@ -57,7 +57,8 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
         if dist.is_main:
             write_text(run.config_file, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         set_determinism(cfg.deterministic)
-        ctx = Context(run, dist, RunLog(run, dist.is_main), cfg.seed, cfg.amp, cfg.data.workers, val_pairs, stop_at)
+        ctx = Context(run, dist, RunLog(run, dist.is_main), cfg.seed, cfg.amp, cfg.data.workers, val_pairs, stop_at,
+                      cpu_bf16=cfg.cpu_bf16)
         try:
             for name in selected:
                 if run.is_done(name):
