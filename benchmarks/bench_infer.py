@@ -9,6 +9,7 @@ and the range.
 
     python benchmarks/bench_infer.py                   # 2 threads, 5 repetitions, as on the reference machine
     python benchmarks/bench_infer.py --threads 4 --max-memory 512MB
+    python benchmarks/bench_infer.py --precision bf16  # a CPU with bf16 instructions (AVX-512 BF16, AMX)
     python benchmarks/bench_infer.py --device cuda [--precision bf16]   # a GPU: peak GPU memory instead of RSS
 """
 from __future__ import annotations
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto [default: cpu]")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU; bf16 on a CPU that has it")
     parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
     parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
@@ -96,7 +97,7 @@ def main() -> None:
         print(f"{label}: {result['mpixel_per_s']:.3f} Mpixel/s, peak RSS {result['peak_rss_mib']:.0f} MiB "
               f"({result['seconds']:.2f} s median)", flush=True)
     gpu = rows[0][1]["peak_gpu_mib"] is not None
-    where = rows[0][1]["device"] + (f", {args.precision}" if args.precision else "") if gpu else f"{args.threads} threads"
+    where = (rows[0][1]["device"] if gpu else f"{args.threads} threads") + (f", {args.precision}" if args.precision else "")
     print(f"\nmodel: {rows[0][1]['model']}; {where}; tiles from "
           f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 1024 px on the CPU')}; "
           f"median (range) of {args.reps} calls\n")

@@ -96,15 +96,24 @@ def _busy_cores(cpus: set[int], interval: float = 0.1, path: str = "/proc/stat")
     return busy
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX), where bf16 autocast pays off."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(probe is not None and probe() for probe in probes)
+
+
 def autocast_dtype(precision: str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for fp16/bf16, None for fp32. Half precision is for GPUs only."""
+    """The autocast dtype for fp16/bf16, None for fp32. fp16 is for GPUs; bf16 also for CPUs that have it."""
     if precision is None:
         return None
     if precision not in PRECISIONS:
         raise DerainError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
     dtype = PRECISIONS[precision]
-    if dtype is not None and device.type == "cpu":
-        raise DerainError(f"precision {precision} needs a GPU (cuda or mps); on the CPU use fp32")
+    if dtype is torch.float16 and device.type == "cpu":
+        raise DerainError("precision fp16 needs a GPU (cuda or mps); on the CPU use fp32, or bf16 where it has it")
+    if dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
+        raise DerainError("precision bf16 on the CPU needs bf16 instructions (AVX-512 BF16 or AMX), which this "
+                          "CPU lacks; use fp32")
     return dtype
 
 

@@ -225,6 +225,25 @@ def test_device_and_precision_choices():
     assert autocast_dtype("bf16", torch.device("cuda")) == torch.bfloat16
 
 
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_bf16_on_the_cpu_only_where_it_has_bf16_instructions(monkeypatch, has_bf16):
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: has_bf16)
+    if has_bf16:
+        assert autocast_dtype("bf16", CPU) == torch.bfloat16
+    else:
+        with pytest.raises(DerainError, match="bf16 on the CPU needs bf16 instructions"):
+            autocast_dtype("bf16", CPU)
+
+
+@pytest.mark.skipif(not inference.cpu_has_bf16(), reason="this CPU has no bf16 instructions (AVX-512 BF16, AMX)")
+def test_bf16_on_the_cpu_is_close_to_fp32():
+    torch.manual_seed(0)
+    net = create_model("default").eval()
+    x = torch.rand(1, 3, 64, 80)
+    full, half = model_forward(net, CPU)(x), model_forward(net, CPU, torch.bfloat16)(x)
+    assert half.dtype == torch.float32 and 0 < (half - full).abs().max() < 2e-2
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_half_precision_on_gpu_is_close_to_fp32():
     torch.manual_seed(0)

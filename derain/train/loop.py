@@ -28,6 +28,7 @@ from derain.console import progress_bar
 from derain.data import Pair
 from derain.errors import DerainError
 from derain.hub import save_pretrained
+from derain.inference import cpu_has_bf16
 from derain.train.config import StageConfig
 from derain.train.distributed import Dist
 from derain.train.rundir import RunDir, RunLog, load_checkpoint, save_checkpoint
@@ -48,12 +49,6 @@ class Context:
     val_pairs: list[Pair]
     stop_at: tuple[str, int] | None = None  # test hook: return at (stage, step) as a killed run would
     cpu_bf16: bool = False
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX), where bf16 autocast pays off."""
-    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return any(probe is not None and probe() for probe in probes)
 
 
 def autocast_bf16(device: torch.device, amp: bool, cpu_bf16: bool) -> bool:
