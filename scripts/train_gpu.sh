@@ -10,9 +10,11 @@
 #              continuations ps and dense2"), and the mean of lite and both ships
 #   session19  (proposed, dry-run on the CPU only) session 18's pair from the bundled weights at 64 crops of 128² per step:
 #              on the CPU the 128² crops taught less veil removal and less darkening of real rain; at GPU scale?
+#              No GPU was lent in session 19 either: the CPU ran ps at 8 x 128² and 2 x 256² instead (MODEL_CARD.md,
+#              "The CPU continuations ps128 and ps256"); this plan is still the one for the next lease
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 18's mean; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (session 19's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
