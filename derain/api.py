@@ -49,7 +49,8 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
 
     device: None/"auto" picks cuda, then mps, then cpu. tile: tile side in pixels, 0 for a single
     pass, None to pick it from `max_memory` (bytes or a string like "2GB"; default 1 GiB).
-    tta: average the 4 flips that keep rain's direction. precision: "fp32", or "fp16"/"bf16" on a GPU, "bf16" on a CPU with bf16 instructions.
+    tta: average the 4 flips that keep rain's direction. precision: "fp32", or "fp16"/"bf16" on a GPU,
+    "bf16" on a CPU with bf16 instructions (AVX-512 BF16 or AMX).
     Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
     give a warning.
     """

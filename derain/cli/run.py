@@ -55,7 +55,9 @@ TTA_HELP = "average the 4 flips that keep rain's direction (4× slower)"
 def add_inference_options(p) -> None:
     """Device, precision, threads and tiling options, shared with `derain demo` and `derain gallery`."""
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU; bf16 also on a CPU with bf16 instructions (AVX-512 BF16, AMX) [default: fp32]")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
+                   help="fp16/bf16 autocast on a GPU; bf16 also on a CPU with bf16 instructions (AVX-512 BF16, "
+                        "AMX) [default: fp32]")
     p.add_argument("--threads", type=int, help="CPU threads for torch [default: the cores this process may use, "
                                                "less those other processes keep busy]")
     p.add_argument("--tile", type=int, help="tile side in pixels; 0 = never tile [default: from --max-memory]")

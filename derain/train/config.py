@@ -176,7 +176,8 @@ class TrainConfig:
         }
 
 
-TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16", "data", "train", "stages")
+TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16", "data", "train",
+             "stages")
 
 
 def load_train_config(source: str | Path | dict, name: str | None = None,
