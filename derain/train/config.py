@@ -176,8 +176,8 @@ class TrainConfig:
         }
 
 
-TOP_LEVEL = ("model", "student", "pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16", "data", "train",
-             "stages")
+SETTINGS = ("pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16")  # TrainConfig's run-wide fields
+TOP_LEVEL = ("model", "student", *SETTINGS, "data", "train", "stages")
 
 
 def load_train_config(source: str | Path | dict, name: str | None = None,
@@ -207,7 +207,7 @@ def load_train_config(source: str | Path | dict, name: str | None = None,
                             f"{name}: stages.{stage}")
               for stage, cls in STAGE_CONFIGS.items()}
 
-    top = {k: v for k, v in data.items() if k in ("pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16")}
+    top = {k: v for k, v in data.items() if k in SETTINGS}
     settings = {k: _coerce(v, typing.get_type_hints(TrainConfig)[k], f"{name}: {k}") for k, v in top.items()}
     cfg = TrainConfig(model=model, student=student, data=_build(DataConfig, data.get("data"), f"{name}: data"),
                       stages=stages, **settings)
