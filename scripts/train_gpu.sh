@@ -11,10 +11,12 @@
 #   session19  (proposed, dry-run on the CPU only) session 18's pair from the bundled weights at 64 crops of 128² per step:
 #              on the CPU the 128² crops taught less veil removal and less darkening of real rain; at GPU scale?
 #              No GPU was lent in session 19 either: the CPU ran ps at 8 x 128² and 2 x 256² instead (MODEL_CARD.md,
-#              "The CPU continuations ps128 and ps256"); this plan is still the one for the next lease
+#              "The CPU continuations ps128 and ps256"); this plan is still the one for the next lease, with
+#              SHRINK=0.0353: session 20 (CPU, MODEL_CARD.md, "The CPU continuations t128 and t256") trained the
+#              bundled model through that 9-level threshold and ships it behind 11 levels
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 19's mean; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (session 20's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
@@ -46,7 +48,7 @@ train() {  # NAME SEED MIX [--set ...]
   timeout $TRAIN_S python3 -m derain train configs/mix.yaml --out runs/gpu-$name "${common[@]}" --set seed=$seed \
     --set "data.synth.families=$mix" "$@" > runs/gpu-$name.log 2>&1 &
 }
-cont=(--set stages.scratch.init=$INIT --set model.shrink=0.0235 --set stages.scratch.lr=5e-5)  # INIT continued
+cont=(--set stages.scratch.init=$INIT --set model.shrink=${SHRINK:-0.0235} --set stages.scratch.lr=5e-5)  # INIT continued
 small=(--set stages.scratch.crop=${SMALL_CROP:-128} --set stages.scratch.batch_size=${SMALL_BATCH:-64})
 case $PLAN in
   session16) runs="cont v2"
