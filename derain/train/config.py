@@ -176,7 +176,8 @@ class TrainConfig:
         }
 
 
-SETTINGS = ("pipeline", "seed", "device", "deterministic", "amp", "cpu_bf16")  # TrainConfig's run-wide fields
+SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig)  # the run-wide fields
+                 if f.name not in ("model", "student", "data", "stages"))
 TOP_LEVEL = ("model", "student", *SETTINGS, "data", "train", "stages")
 
 
