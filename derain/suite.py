@@ -2,7 +2,7 @@
 
 Every model and recipe choice is made here, never on a test set. `build_suite` writes the sets in the
 paired layout, deterministically from a seed (`rainy/<family>__<folder>__<stem>.png`, same name under
-`clean/`, and meta.json with every image's drawn rain); `score_suite` reports per family the input and
+`clean/`, and meta.json with every image's drawn rain; every family but `real`, which needs real rain); `score_suite` reports per family the input and
 output Y-PSNR/SSIM, the gain, the share of images made worse than their input and the mean brightness
 shift of the output against the clean photo. For the `none` family the input is the clean photo, so its
 output PSNR is PSNR(output, input) and "worse" means below NO_RAIN_FLOOR_DB.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from derain.data.families import FAMILIES, HOLDOUT_SHARE, add_family_rain, holdout
+from derain.data.families import HOLDOUT_SHARE, SYNTHETIC_FAMILIES, add_family_rain, holdout
 from derain.data.layouts import list_images, list_pairs, load_pair_uint8
 from derain.data.synthesis import prepare_output, write_manifest
 from derain.errors import DerainError
@@ -48,7 +48,7 @@ def suite_photos(clean_root: str | Path, share: float = HOLDOUT_SHARE) -> list[P
 def build_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: int = SUITE_CROP,
                 share: float = HOLDOUT_SHARE, families: list[str] | None = None) -> Path:
     """Write the suite into `out` (new, empty or an earlier suite); returns its meta.json."""
-    clean_root, families = Path(clean_root), families or list(FAMILIES)
+    clean_root, families = Path(clean_root), families or list(SYNTHETIC_FAMILIES)
     photos = suite_photos(clean_root, share)
     out = prepare_output(out)
     entries, files = [], []
@@ -72,7 +72,7 @@ def ensure_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: i
     if meta.is_file():
         header = json.loads(meta.read_text())
         if (header.get("seed"), header.get("crop"), header.get("holdout_share"), header.get("suite")) == \
-                (seed, crop, share, list(FAMILIES)):
+                (seed, crop, share, list(SYNTHETIC_FAMILIES)):
             return Path(out)
     build_suite(clean_root, out, seed, crop, share)
     return Path(out)

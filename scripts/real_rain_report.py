@@ -7,7 +7,8 @@ leaves the median near 0; a global darkening moves both.
     python scripts/real_rain_report.py --model bundled --split report   # sirr100's photos never used to choose
     python scripts/real_rain_report.py --model bundled --tta             # with the self-ensemble (4 flips)
 
---split reads scripts/sirr100_split.csv: `choice` is the first 30 photos, which choose models; `report`
+--split reads scripts/sirr100_split.csv: `choice` is every second of the first 30 photos, which choose models
+(the other 15 are the `real` rain family's bank); `report`
 the 45 others that are not duplicates of a photo already counted, labelled by eye for a visible veil
 (fog, mist, rain accumulation) before any model was run on them, and reported per label.
     python scripts/real_rain_report.py --validate [--suite results/suite-data]

@@ -14,7 +14,7 @@ from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
 from derain.data.duplicates import duplicate_groups, thumbnail
-from derain.data.families import (FAMILIES, add_family_rain, check_overrides, detail_energy, holdout, in_holdout,
+from derain.data.families import (SYNTHETIC_FAMILIES, add_family_rain, check_overrides, detail_energy, holdout, in_holdout,
                                    jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
@@ -209,7 +209,7 @@ def test_suite_is_deterministic_and_has_every_family(clean_photos, tmp_path):
     build_suite(clean_photos, tmp_path / "s2", seed=0, crop=32, share=0.5)
     header = json.loads(meta.read_text())
     names = sorted(p.name for p in (tmp_path / "s1" / "rainy").iterdir())
-    assert {n.split("__")[0] for n in names} == set(FAMILIES)
+    assert {n.split("__")[0] for n in names} == set(SYNTHETIC_FAMILIES)
     held = {e["source"] for e in header["pairs"]}
     assert held == {p.relative_to(clean_photos).as_posix()
                     for p in holdout(sorted(clean_photos.rglob("*.png")), share=0.5)[1]}
@@ -221,7 +221,7 @@ def test_suite_scores_identity_and_a_darkening_model(clean_photos, tmp_path):
     build_suite(clean_photos, tmp_path / "s", crop=32, share=0.5)
     identity = summarize(score_suite(None, tmp_path / "s"))
     assert identity["none"]["psnr"] == 100.0 and identity["none"]["worse_share"] == 0
-    assert all(identity[f]["gain"] == 0 for f in FAMILIES if f != "none")
+    assert all(identity[f]["gain"] == 0 for f in SYNTHETIC_FAMILIES if f != "none")
     darken = summarize(score_suite(lambda img: img // 2, tmp_path / "s"))
     assert darken["none"]["worse_share"] == 1.0 and darken["none"]["brightness_shift"] < -20
     assert darken["light"]["worse_share"] == 1.0 and darken["light"]["gain"] < 0
@@ -231,7 +231,7 @@ def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir,
     assert main(["suite", "--model", tiny_model_dir, "--clean", str(clean_photos), "--dir", str(tmp_path / "s"),
                  "--crop", "32", "--out", str(tmp_path / "report")]) == 0
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert set(summary["families"]) == set(FAMILIES) | {"rain (all)"}
+    assert set(summary["families"]) == set(SYNTHETIC_FAMILIES) | {"rain (all)"}
     assert "| light |" in capsys.readouterr().out
     assert summary["tta"] is False
     assert main(["suite", "--model", tiny_model_dir, "--tta", "--clean", str(clean_photos), "--dir",

@@ -77,7 +77,7 @@ def test_the_shell_recipes_parse_and_their_overrides_are_valid_config_keys():
 def test_sirr100_split_counts_each_real_photo_once(shared_data):
     """scripts/sirr100_split.csv names every sirr100 photo once; each duplicate looks like the photo it
     names (grey 24×24 thumbnails correlate ≥ 0.8; crops of one scene fall below 0.99), and no two
-    counted photos (choice or report) correlate ≥ 0.99."""
+    counted photos (bank, choice or report) correlate ≥ 0.99. The bank is every second of the first 30."""
     from derain.data.duplicates import thumbnail
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -86,11 +86,13 @@ def test_sirr100_split_counts_each_real_photo_once(shared_data):
     folder = shared_data / "real_rain" / "sirr100"
     pairs = {r["file"]: r["duplicate_of"] for r in split_rows() if r["split"] == "duplicate"}
     assert len(pairs) == 25 and pairs["70.jpg"] == "26.jpg"
-    split = {s: read_split(str(folder), s) for s in ("choice", "report", "duplicate")}
+    split = {s: read_split(str(folder), s) for s in ("bank", "choice", "report", "duplicate")}
     assert sorted(p.name for s in split.values() for p in s) == sorted(p.name for p in folder.iterdir())
-    assert len(split["choice"]) == 30 and len(split["report"]) == 45
+    assert len(split["choice"]) == len(split["bank"]) == 15 and len(split["report"]) == 45
+    first30 = sorted([*split["choice"], *split["bank"]])
+    assert list(split["bank"]) == first30[0::2] and list(split["choice"]) == first30[1::2]
     assert set(split["report"].values()) == {"yes", "no"} and set(split["choice"].values()) == {""}
-    counted = [*split["choice"], *split["report"]]
+    counted = [*split["bank"], *split["choice"], *split["report"]]
     assert all(folder / t in counted for t in pairs.values())
     assert all(thumbnail(folder / a) @ thumbnail(folder / b) >= 0.8 for a, b in pairs.items())
     t = np.array([thumbnail(p) for p in counted])

@@ -63,6 +63,9 @@ def register(sub) -> None:
     p.add_argument("--families", type=family_weights, default=None, metavar="NAME=W,...",
                    help="mix only: family weights, e.g. light=1,heavy=1,none=0.2 [default: "
                         "light .25, heavy .15, photoshop .2, haze .05, camera .1, none .25]")
+    p.add_argument("--bank", nargs="+", default=(), metavar="PHOTO|DIR",
+                   help="mix only: real rainy photos (or folders of them) whose streaks the 'real' family "
+                        "harvests and puts on the clean images (docs/datasets.md, \"Real rain, harvested\")")
     p.add_argument("--n", type=int, default=None, help="number of pairs [default: one per clean image]")
     p.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
     p.add_argument("--crop", type=int, default=None, metavar="SIZE",
@@ -80,9 +83,9 @@ def run(args) -> int:
     params = {name: getattr(args, name) for name in RAIN_OPTIONS if getattr(args, name) is not None}
     if isinstance(params.get("layers"), float):
         params["layers"] = int(params["layers"])
-    if args.families and args.model != "mix":
-        raise DerainError("--families goes with --model mix")
+    if (args.families or args.bank) and args.model != "mix":
+        raise DerainError("--families and --bank go with --model mix")
     meta = synth_folder(args.clean_dir, args.out, args.model, n=args.n, seed=args.seed, crop=args.crop,
-                        params=params, progress=not args.no_progress, families=args.families)
+                        params=params, progress=not args.no_progress, families=args.families, bank=args.bank)
     print(f"wrote {meta.parent}/rainy, {meta.parent}/clean and {meta}")
     return 0

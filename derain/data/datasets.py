@@ -17,6 +17,7 @@ from derain.data.augment import random_crop, random_dihedral, random_flip
 from derain.data.degradations import RandomBlur
 from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, check_overrides, check_weights, detail_energy,
                                   draw_family)
+from derain.data.rain_bank import RainBank
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image
@@ -165,11 +166,12 @@ class RainMixDataset(SeededDataset):
     of a family drawn by `weights` (derain.data.families), so no two samples share their rain; `overrides`
     replace a family's parameter ranges (families.check_overrides).
     A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
-    scene lines the model must learn to keep. Decoded photos are cached per process."""
+    scene lines the model must learn to keep. The `real` family's streaks come from the photos of `bank`
+    (derain.data.rain_bank). Decoded photos are cached per process."""
 
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
                  weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
-                 overrides: dict[str, dict] | None = None):
+                 overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = ()):
         super().__init__(crop, True, seed)
         if negatives < 1:
             raise DerainError(f"negatives must be at least 1, got {negatives}")
@@ -179,6 +181,9 @@ class RainMixDataset(SeededDataset):
             raise DerainError("RainMixDataset: no clean photos given")
         self.weights = check_weights(weights or TRAIN_WEIGHTS)
         self.overrides = check_overrides(overrides or {})
+        if self.weights.get("real", 0) > 0 and not bank:
+            raise DerainError("the 'real' rain family needs a bank of real rainy photos (data.synth.bank)")
+        self.bank = RainBank(bank) if bank and self.weights.get("real", 0) > 0 else None
         self.length = samples_per_epoch
         self._cache: dict[int, np.ndarray] = {}
 
@@ -197,7 +202,7 @@ class RainMixDataset(SeededDataset):
         if family == "none" and self.negatives > 1:
             others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(self.negatives - 1)]
             clean = max([clean, *others], key=detail_energy)
-        rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides)
+        rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides, self.bank)
         return to_tensor(rainy), to_tensor(clean)
 
     def random_photo(self, rng: np.random.Generator) -> np.ndarray:

@@ -8,6 +8,7 @@ Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain 
     haze       moderate streaks over a veil of airlight
     camera     streaks, veil and sensor noise through a camera's tone curve, then JPEG
     dense      2-4 dense layers of long, faint, semi-transparent streaks (real downpours, as in sirr100)
+    real       streaks harvested from real rainy photos (derain.data.rain_bank); needs a bank of such photos
     none       no rain: the clean photo itself, so the model learns to leave clean photos alone
 
 `mix_rain` draws a family by weight and then its parameters, so no two crops share their rain.
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
+from derain.data import rain_bank
 from derain.data.duplicates import duplicate_groups
 from derain.data.synthesis import DEFAULTS as SYNTH_DEFAULTS, synthesize
 from derain.errors import DerainError
@@ -41,8 +43,11 @@ FAMILIES: dict[str, tuple[str | None, dict]] = {
     "camera": ("camera", {}),
     "dense": ("linear", {"layers": (2, 4), "density": (0.08, 0.3), "width": (1.5, 4.0), "length": (30.0, 120.0),
                          "brightness": (0.1, 0.4), "angle_jitter": 6.0}),
+    "real": ("bank", {}),
     "none": (None, {}),
 }
+# what needs nothing but a clean photo: the validation suite's families
+SYNTHETIC_FAMILIES = tuple(f for f, (model, _) in FAMILIES.items() if model != "bank")
 # a quarter without rain, and little haze: a veil the model cannot tell from the scene teaches it to darken
 TRAIN_WEIGHTS = {"light": 0.25, "heavy": 0.15, "photoshop": 0.2, "haze": 0.05, "camera": 0.1, "none": 0.25}
 HOLDOUT_SHARE = 0.15  # of the clean photos: the validation suite's, never trained on
@@ -56,15 +61,23 @@ def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
 
 
 def add_family_rain(clean: np.ndarray, family: str, rng: np.random.Generator,
-                    overrides: Mapping[str, Mapping] | None = None) -> tuple[np.ndarray, dict]:
+                    overrides: Mapping[str, Mapping] | None = None,
+                    bank: rain_bank.RainBank | None = None) -> tuple[np.ndarray, dict]:
     """Rain of one family on an H×W×3 float image in [0, 1]: (rainy float32, parameters drawn).
-    `overrides` maps a family to parameter ranges that replace its own (check_overrides)."""
+    `overrides` maps a family to parameter ranges that replace its own (check_overrides); the `real`
+    family draws its streaks from `bank`."""
     if family not in FAMILIES:
         raise DerainError(f"unknown rain family {family!r}; choose from {', '.join(FAMILIES)}")
     model, params = FAMILIES[family]
     if model is None:
         return np.asarray(clean, dtype=np.float32).copy(), {"family": family}
-    rainy, meta = synthesize(clean, model, rng, **{**params, **(overrides or {}).get(family, {})})
+    params = {**params, **(overrides or {}).get(family, {})}
+    if model == "bank":
+        if bank is None:
+            raise DerainError("the 'real' rain family needs a bank of real rainy photos (data.synth.bank, --bank)")
+        rainy, meta = rain_bank.add_bank_rain(clean, bank, rng, **params)
+        return rainy, {"family": family, **meta}
+    rainy, meta = synthesize(clean, model, rng, **params)
     if "jpeg_quality" in meta:  # applied here, so the pair is saved losslessly afterwards
         meta["jpeg_applied"] = meta.pop("jpeg_quality")
         rainy = jpeg_round_trip(rainy, meta["jpeg_applied"])
@@ -90,10 +103,11 @@ def check_overrides(overrides: Mapping[str, Mapping]) -> dict[str, dict]:
                               f"the families with rain are {', '.join(f for f, (m, _) in FAMILIES.items() if m)}")
         if not isinstance(params, Mapping):
             raise DerainError(f"rain family overrides: {family}: expected a mapping of parameter ranges, got {params!r}")
-        unknown = sorted(set(params) - set(SYNTH_DEFAULTS[model]))
+        known = rain_bank.DEFAULTS if model == "bank" else SYNTH_DEFAULTS[model]
+        unknown = sorted(set(params) - set(known))
         if unknown:
             raise DerainError(f"rain family overrides: {family} ({model} rain) has no parameter(s) {unknown}; "
-                              f"known: {sorted(SYNTH_DEFAULTS[model])}")
+                              f"known: {sorted(known)}")
     return {family: dict(params) for family, params in overrides.items()}
 
 
@@ -103,10 +117,10 @@ def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_W
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def mix_rain(clean: np.ndarray, rng: np.random.Generator,
-             weights: Mapping[str, float] = TRAIN_WEIGHTS) -> tuple[np.ndarray, dict]:
+def mix_rain(clean: np.ndarray, rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS,
+             bank: rain_bank.RainBank | None = None) -> tuple[np.ndarray, dict]:
     """Rain of a family drawn by `weights`, with that family's parameters drawn too."""
-    return add_family_rain(clean, draw_family(rng, weights), rng)
+    return add_family_rain(clean, draw_family(rng, weights), rng, bank=bank)
 
 
 def detail_energy(img: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ def _check(name: str, value: float) -> None:
         raise DerainError(f"rain parameter {name}: {value} is outside [{low}, {high}]")
 
 
-def _draw(name: str, spec, rng: np.random.Generator):
+def draw_param(name: str, spec, rng: np.random.Generator):
     """A fixed value, or one drawn from a (low, high) range or a tuple of choices, rounded for meta.json."""
     if isinstance(spec, str):
         return spec
@@ -127,13 +127,13 @@ def streak_layer(shape: tuple[int, int], density: float, length: float, angle: f
 
 def _draw_layers(params: dict, shape: tuple[int, int], rng: np.random.Generator) -> tuple[list, list]:
     """Streak maps and their parameters; the layers share the image's angle up to `angle_jitter`."""
-    count = _draw("layers", params["layers"], rng)
-    density = _draw("density", params["density"], rng)
-    angle = _draw("angle", params["angle"], rng)
-    jitter = _draw("angle_jitter", params["angle_jitter"], rng)
+    count = draw_param("layers", params["layers"], rng)
+    density = draw_param("density", params["density"], rng)
+    angle = draw_param("angle", params["angle"], rng)
+    jitter = draw_param("angle_jitter", params["angle_jitter"], rng)
     maps, metas = [], []
     for _ in range(count):
-        layer = {name: _draw(name, params[name], rng) for name in _LAYER_PARAMS if name in params}
+        layer = {name: draw_param(name, params[name], rng) for name in _LAYER_PARAMS if name in params}
         layer["angle"] = round(angle + float(rng.uniform(-jitter, jitter)), 4)
         layer["density"] = round(density / count, 4)
         maps.append(streak_layer(shape, layer["density"], layer["length"], layer["angle"], layer["width"], rng))
@@ -171,11 +171,11 @@ def airlight(img: np.ndarray) -> float:
 def _linear(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     maps, layers = _draw_layers(params, clean.shape[:2], rng)
     rain = sum(m * layer["brightness"] for m, layer in zip(maps, layers))
-    sheet = _draw("sheet", params["sheet"], rng)
+    sheet = draw_param("sheet", params["sheet"], rng)
     if sheet > 0:
         rain = rain + sheet * rain_sheet(clean.shape[:2], layers[0]["angle"], rng)
     rain = np.clip(rain, 0.0, 1.0)[..., None]
-    blend, veil = _draw("blend", params["blend"], rng), _draw("veil", params["veil"], rng)
+    blend, veil = draw_param("blend", params["blend"], rng), draw_param("veil", params["veil"], rng)
     light = airlight(clean)
     background = clean * (1 - veil) + light * veil
     if blend == "add":
@@ -190,7 +190,7 @@ def _linear(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[
 
 def _camera(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     maps, layers = _draw_layers(params, clean.shape[:2], rng)
-    meta = {name: _draw(name, params[name], rng)
+    meta = {name: draw_param(name, params[name], rng)
             for name in ("veil", "scatter", "shot_noise", "read_noise", "tone_gamma", "jpeg_quality")}
     gamma = meta["tone_gamma"]
     radiance = srgb_to_linear(clean ** (1 / gamma))  # undo the camera curve: sRGB, then gamma
@@ -227,11 +227,11 @@ def photoshop_layer(shape: tuple[int, int], density: float, speck: float, length
 
 
 def _photoshop(clean: np.ndarray, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    count, angle = _draw("layers", params["layers"], rng), _draw("angle", params["angle"], rng)
-    jitter, opacity = _draw("angle_jitter", params["angle_jitter"], rng), _draw("opacity", params["opacity"], rng)
+    count, angle = draw_param("layers", params["layers"], rng), draw_param("angle", params["angle"], rng)
+    jitter, opacity = draw_param("angle_jitter", params["angle_jitter"], rng), draw_param("opacity", params["opacity"], rng)
     rainy, layers = clean, []
     for _ in range(count):
-        layer = {name: _draw(name, params[name], rng) for name in ("density", "speck", "length", "brightness")}
+        layer = {name: draw_param(name, params[name], rng) for name in ("density", "speck", "length", "brightness")}
         layer["angle"] = round(angle + float(rng.uniform(-jitter, jitter)), 4)
         rain = opacity * photoshop_layer(clean.shape[:2], rng=rng, **layer)[..., None]
         rainy = 1 - (1 - rainy) * (1 - rain)  # Screen
@@ -301,9 +301,10 @@ def write_manifest(path: Path, header: dict, pairs: Iterable[dict], files: Itera
 
 def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | None = None, seed: int = 0,
                  crop: int | None = None, params: dict | None = None, progress: bool = True,
-                 families: dict[str, float] | None = None) -> Path:
+                 families: dict[str, float] | None = None, bank: Sequence[str | Path] = ()) -> Path:
     """Make `n` pairs from the images under `clean_dir` (recursive) in the paired layout; returns meta.json.
-    model="mix" draws each pair's rain family by `families` weights (derain.data.families) instead.
+    model="mix" draws each pair's rain family by `families` weights (derain.data.families) instead; the
+    `real` family harvests its streaks from the rainy photos of `bank` (derain.data.rain_bank).
 
     Pair i uses clean image i mod count in sorted order (so n defaults to one pair per image), whole
     or, with `crop`, a random crop×crop window (reflect-padded if the image is smaller). Its random
@@ -316,14 +317,16 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
     n = len(sources) if n is None else n
     if n < 1:
         raise DerainError(f"--n must be at least 1, got {n}")
-    params = dict(params or {})
+    params, rain_bank = dict(params or {}), None
     if model == "mix":
         from derain.data.families import TRAIN_WEIGHTS, check_weights, mix_rain
+        from derain.data.rain_bank import RainBank
 
         if params:
             raise DerainError("rain parameters do not apply to --model mix: each family has its own ranges")
         weights = check_weights(families or TRAIN_WEIGHTS)
-        make = lambda clean, rng: mix_rain(clean, rng, weights)  # noqa: E731
+        rain_bank = RainBank(bank) if weights.get("real", 0) > 0 else None
+        make = lambda clean, rng: mix_rain(clean, rng, weights, rain_bank)  # noqa: E731
     else:
         make = lambda clean, rng: synthesize(clean, model, rng, **params)  # noqa: E731
         synthesize(np.zeros((8, 8, 3)), model, np.random.default_rng(0), **params)  # check params before writing
@@ -341,6 +344,7 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
         pairs.append({"source": source.relative_to(clean_dir).as_posix(), **entry})
         files += [f"rainy/{entry['rainy']}", f"clean/{entry['clean']}"]
     header = {"model": model, "seed": seed, "n": n, "crop": crop, "params": params, "clean_dir": str(clean_dir),
-              **({"families": weights} if model == "mix" else {})}
+              **({"families": weights} if model == "mix" else {}),
+              **({"bank": [p.as_posix() for p in rain_bank.photos]} if rain_bank else {})}
     return write_manifest(out / "meta.json", header, pairs, files)
 

@@ -107,6 +107,7 @@ class SynthConfig:
     online: bool = False  # draw rain per crop from the rain families instead (no pairs on disk)
     families: dict = field(default_factory=dict)  # online: family weights; {} = families.TRAIN_WEIGHTS
     family_params: dict = field(default_factory=dict)  # online: a family's ranges replaced, e.g. heavy: {width: [1, 5]}
+    bank: list = field(default_factory=list)  # online: real rainy photos (files or folders) for the `real` family
     samples_per_epoch: int = 4096  # online: crops per epoch (each with fresh rain)
     negatives: int = 1  # online: a no-rain crop is the most detailed of this many random crops
 

@@ -1,0 +1,106 @@
+"""Real rain, harvested: the streak layer of real rainy photos, put on clean crops (the `real` rain family).
+
+Synthetic streaks are sharp-edged and uniform; real ones are soft, uneven, of every width and length,
+and a model trained on synthetic rain alone leaves most of them. `rain_layer` lifts the streaks off a
+real photo with two grey-scale morphology steps, after turning the photo so the rain runs vertically
+(its angle is the one `derain.metrics.streaks` finds):
+
+    top-hat   photo − its opening by a horizontal line ACROSS px long: bright things narrower than that
+    opening   of the top-hat by a vertical line ALONG px long: only those at least that long, along the rain
+
+What is left is the light each streak adds over its surroundings, in grey levels. Thin bright scene
+lines along the rain (poles, mullions) come with it, and a veil or drops do not. `RainBank` holds the
+layers of a set of photos and draws crops of them, rescaled, mirrored and scaled in strength;
+`add_bank_rain` adds one to a clean image.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from derain.console import progress_bar
+from derain.errors import DerainError
+from derain.imageio import read_image_uint8
+from derain.metrics.psnr_ssim import rgb_to_y
+from derain.metrics.streaks import ANGLES, orientation_energy, rain_angle_index
+
+ACROSS = 9  # px: streaks narrower than this, across the rain
+ALONG = 15  # px: and at least this long, along it
+DEFAULTS = {
+    "gain": (1.0, 2.5),  # the harvested layer's strength: a top-hat misses the streak's soft skirt
+    "scale": (0.7, 1.4),  # resize of the layer: streak width and length
+}
+
+
+def rain_angle(img: np.ndarray) -> float:
+    """The rain's angle in degrees from vertical (positive leans the top to the right, like /)."""
+    return float(ANGLES[rain_angle_index(orientation_energy(img))])
+
+
+def rain_layer(img: np.ndarray, angle: float | None = None) -> np.ndarray:
+    """The streak layer of a uint8 H×W×3 photo: H×W float32, the grey levels each streak adds."""
+    angle = rain_angle(img) if angle is None else angle
+    y = rgb_to_y(img).astype(np.float32)
+    upright = ndimage.rotate(y, angle, reshape=True, order=1, mode="reflect")  # rain now vertical
+    tophat = upright - ndimage.grey_opening(upright, size=(1, ACROSS))
+    streaks = ndimage.grey_opening(tophat, size=(ALONG, 1))
+    back = ndimage.rotate(streaks, -angle, reshape=False, order=1)
+    top, left = (back.shape[0] - y.shape[0]) // 2, (back.shape[1] - y.shape[1]) // 2
+    return np.clip(back[top:top + y.shape[0], left:left + y.shape[1]], 0, 255)
+
+
+def bank_photos(paths: Sequence[str | Path]) -> list[Path]:
+    """The photos named by `paths` (files, or folders read non-recursively), sorted, without repeats."""
+    from derain.data.layouts import list_images
+
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.update(list_images(p))
+        elif p.is_file():
+            found.add(p)
+        else:
+            raise DerainError(f"{p}: rain bank photo not found")
+    if not found:
+        raise DerainError(f"no photos in the rain bank {[str(p) for p in paths]}")
+    return sorted(found)
+
+
+class RainBank:
+    """The streak layers of real rainy photos (float16, in memory), and random crops of them."""
+
+    def __init__(self, paths: Sequence[str | Path]):
+        self.photos = bank_photos(paths)
+        self.layers = [rain_layer(read_image_uint8(p)).astype(np.float16)
+                       for p in progress_bar(self.photos, desc="rain bank", unit="photo")]
+
+    def draw(self, shape: tuple[int, int], rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+        """An H×W crop in [0, 1] of a random layer resized by `scale`, mirrored half the time."""
+        layer = self.layers[int(rng.integers(len(self.layers)))]
+        h, w = shape
+        need = max(h / layer.shape[0], w / layer.shape[1])  # a layer smaller than the crop is enlarged
+        s = max(scale, need * 1.001)
+        ch, cw = min(layer.shape[0], int(np.ceil(h / s)) + 2), min(layer.shape[1], int(np.ceil(w / s)) + 2)
+        top, left = int(rng.integers(layer.shape[0] - ch + 1)), int(rng.integers(layer.shape[1] - cw + 1))
+        crop = ndimage.zoom(layer[top:top + ch, left:left + cw].astype(np.float32), s, order=1)[:h, :w]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return crop / 255.0
+
+
+def add_bank_rain(clean: np.ndarray, bank: RainBank, rng: np.random.Generator,
+                  **params) -> tuple[np.ndarray, dict]:
+    """A crop of the bank's rain on an H×W×3 float image in [0, 1]: (rainy float32, parameters drawn)."""
+    from derain.data.synthesis import draw_param
+
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise DerainError(f"unknown real rain parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **params}
+    gain, scale = draw_param("gain", p["gain"], rng), draw_param("scale", p["scale"], rng)
+    layer = bank.draw(clean.shape[:2], rng, scale)
+    rainy = np.clip(np.asarray(clean, dtype=np.float64) + gain * layer[..., None], 0.0, 1.0)
+    return rainy.astype(np.float32), {"model": "bank", "gain": gain, "scale": scale}

@@ -1,0 +1,99 @@
+"""The `real` rain family: streak layers harvested from rainy photos (derain.data.rain_bank).
+
+The oracle is synthetic rain whose layer is known: `streak_layer` drawn at a known angle on a photo."""
+import json
+
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from derain.cli import main
+from derain.data.datasets import RainMixDataset
+from derain.data.families import add_family_rain, check_overrides
+from derain.data.rain_bank import RainBank, rain_angle, rain_layer
+from derain.data.synthesis import streak_layer
+from derain.errors import DerainError
+
+STRENGTH = 0.4  # the streaks' added light, 0-1
+
+
+def rainy_photo(angle: float, seed: int = 0, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """A flat grey photo with streaks at `angle`: (uint8 photo, the streaks' true layer in grey levels)."""
+    layer = streak_layer((size, size), 0.03, 30.0, angle, 2.0, np.random.default_rng(seed))
+    photo = np.clip(0.3 + STRENGTH * layer[..., None], 0, 1).repeat(3, 2)
+    return np.round(photo * 255).astype(np.uint8), STRENGTH * 255 * layer
+
+
+@pytest.mark.parametrize("angle", [-25, 0, 20])
+def test_rain_layer_recovers_synthetic_streaks_at_their_angle(angle):
+    photo, truth = rainy_photo(angle)
+    assert rain_angle(photo) == angle
+    layer, inner = rain_layer(photo), np.s_[20:-20, 20:-20]
+    assert layer.shape == truth.shape and layer.min() >= 0
+    assert np.corrcoef(layer[inner].ravel(), truth[inner].ravel())[0, 1] > 0.85
+    assert 0.5 < layer[inner].mean() / truth[inner].mean() < 1.1  # a top-hat keeps most of a streak's light
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "camera"])
+def test_rain_layer_keeps_little_of_a_clean_photo(name):
+    """Texture and edges of a clean photo are mostly not long thin bright lines: much less comes out of it
+    than out of the same photo with rain, and what rain adds to the layer is the rain's (scikit-image's
+    astronaut and cameraman, with their thin bright lines, keep the most: 0.34 of the rainy layer)."""
+    clean = getattr(skdata, name)()
+    clean = clean if clean.ndim == 3 else clean[..., None].repeat(3, 2)
+    streaks = 255 * STRENGTH * streak_layer(clean.shape[:2], 0.03, 30.0, 0.0, 2.0, np.random.default_rng(0))
+    rainy = np.clip(clean + streaks[..., None], 0, 255).astype(np.uint8)
+    from_clean, from_rainy = rain_layer(clean, angle=0), rain_layer(rainy, angle=0)
+    assert from_clean.mean() < 0.4 * from_rainy.mean()
+    assert np.corrcoef((from_rainy - from_clean).ravel(), streaks.ravel())[0, 1] > 0.85
+
+
+@pytest.fixture
+def bank_photos(tmp_path, make_image):
+    return [make_image(tmp_path / f"rain{k}.png", array=rainy_photo(angle, k)[0]) for k, angle in enumerate((-10, 15))]
+
+
+def test_real_family_adds_the_banks_streaks_within_the_documented_gain(bank_photos, make_scene):
+    bank = RainBank(bank_photos)
+    assert [p.name for p in bank.photos] == ["rain0.png", "rain1.png"] and len(bank.layers) == 2
+    clean = make_scene(96, 0).astype(np.float64)
+    top = max(float(layer.max()) for layer in bank.layers) / 255
+    for seed in range(6):
+        rainy, meta = add_family_rain(clean, "real", np.random.default_rng(seed), bank=bank)
+        again, _ = add_family_rain(clean, "real", np.random.default_rng(seed), bank=bank)
+        added = rainy - clean
+        assert meta["family"] == "real" and 1.0 <= meta["gain"] <= 2.5 and 0.7 <= meta["scale"] <= 1.4
+        assert np.array_equal(rainy, again) and added.min() >= -1e-6  # seeded, and rain only adds light
+        assert 0.002 < added.mean() and added.max() <= meta["gain"] * top + 1e-4
+    faint = {"real": {"gain": [0.1, 0.1]}}
+    assert check_overrides(faint) == faint
+    rainy, meta = add_family_rain(clean, "real", np.random.default_rng(0), faint, bank)
+    assert meta["gain"] == 0.1 and (rainy - clean).max() <= 0.1 * top + 1e-4
+
+
+def test_real_family_needs_a_bank_and_names_bad_input(bank_photos, tmp_path, make_scene):
+    clean = make_scene(32, 0).astype(np.float64)
+    with pytest.raises(DerainError, match="needs a bank"):
+        add_family_rain(clean, "real", np.random.default_rng(0))
+    with pytest.raises(DerainError, match="needs a bank"):
+        RainMixDataset(bank_photos, crop=32, weights={"real": 1})
+    with pytest.raises(DerainError, match="missing.png: rain bank photo not found"):
+        RainBank([tmp_path / "missing.png"])
+    with pytest.raises(DerainError, match=r"real \(bank rain\) has no parameter\(s\) \['width'\]"):
+        check_overrides({"real": {"width": 2}})
+
+
+def test_training_pairs_and_synth_draw_from_the_bank(bank_photos, tmp_path, make_image):
+    clean_dir = tmp_path / "clean"
+    for k in range(2):
+        make_image(clean_dir / f"c{k}.png", size=64, seed=k)
+    ds = RainMixDataset(sorted(clean_dir.iterdir()), crop=48, weights={"real": 1}, bank=bank_photos)
+    rainy, clean = ds[0]
+    assert rainy.shape == clean.shape == (3, 48, 48) and float((rainy - clean).mean()) > 0.002
+    out = tmp_path / "pairs"
+    assert main(["synth", str(clean_dir), "-o", str(out), "--model", "mix", "--families", "real=1",
+                 "--bank", *map(str, bank_photos), "--no-progress"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert [p.rsplit("/", 1)[1] for p in meta["bank"]] == ["rain0.png", "rain1.png"]
+    assert {p["family"] for p in meta["pairs"]} == {"real"} and all(p["model"] == "bank" for p in meta["pairs"])
+    assert main(["synth", str(clean_dir), "-o", str(tmp_path / "x"), "--bank", str(bank_photos[0])]) == 2
