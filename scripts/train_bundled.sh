@@ -49,7 +49,7 @@ through_threshold() {  # RUN INIT SHRINK MIX [--set KEY=VALUE ...]
 through_threshold cont-d runs/bundled-s5 0.0078 "$c_mix"
 through_threshold cont-e runs/cont-d-avg 0.0157 "$c_mix"   # the model shipped in session 7
 through_threshold cont-g runs/cont-e-avg 0.0157 "$g_mix"   # the model shipped in session 8
-# Five more runs of session 8 (MODEL_CARD.md, "Runs D, E and G"): G1 another rain seed; H from G, seed 2;
+# Five more runs of session 8 (docs/model_history.md, "Runs D, E and G"): G1 another rain seed; H from G, seed 2;
 # K from the mean of G and G1 with still less veil, seed 3; L from G through 6 levels, seed 4; I fainter,
 # wider streaks
 through_threshold cont-g1 runs/cont-e-avg 0.0157 "$g_mix" --set seed=1

@@ -1,18 +1,18 @@
 #!/bin/bash
-# One GPU lease (MODEL_CARD.md, "The GPU continuation" and "The GPU run lite"): two 7-family scratch-stage runs
+# One GPU lease (docs/model_history.md, "The GPU continuation" and "The GPU run lite"): two 7-family scratch-stage runs
 # side by side for TRAIN_S seconds, 16 crops of 256² per step, EMA 0.999, validation on the whole suite every VAL
 # steps; then the last validation models as tars in $OUT. PLAN picks the pair:
 #   session16  INIT continued at lr 1e-4 | V2 from random weights at lr 4e-4, both on MIX
 #   session17  INIT continued at lr 5e-5 on MIX (cont2) | the same on LITE (lite: less haze, camera and
 #              photoshop rain, whose global brightening taught the model to darken real rain)
 #   session18  INIT continued at lr 5e-5 on LITE with photoshop back at 0.13 (ps) | on LITE with dense doubled
-#              to 0.24 (dense2). No GPU was lent: it ran on the CPU at 8 x 128² (MODEL_CARD.md, "The CPU
+#              to 0.24 (dense2). No GPU was lent: it ran on the CPU at 8 x 128² (docs/model_history.md, "The CPU
 #              continuations ps and dense2"), and the mean of lite and both ships
 #   session19  (proposed, dry-run on the CPU only) session 18's pair from the bundled weights at 64 crops of 128² per step:
 #              on the CPU the 128² crops taught less veil removal and less darkening of real rain; at GPU scale?
-#              No GPU was lent in session 19 either: the CPU ran ps at 8 x 128² and 2 x 256² instead (MODEL_CARD.md,
+#              No GPU was lent in session 19 either: the CPU ran ps at 8 x 128² and 2 x 256² instead (docs/model_history.md,
 #              "The CPU continuations ps128 and ps256"); this plan is still the one for the next lease, with
-#              SHRINK=0.0353: session 20 (CPU, MODEL_CARD.md, "The CPU continuations t128 and t256") trained the
+#              SHRINK=0.0353: session 20 (CPU, docs/model_history.md, "The CPU continuations t128 and t256") trained the
 #              bundled model through that 9-level threshold and ships it behind 11 levels
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
