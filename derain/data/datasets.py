@@ -15,9 +15,8 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral, random_flip
 from derain.data.degradations import RandomBlur
-from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, check_overrides, check_weights, detail_energy,
-                                  draw_family)
-from derain.data.rain_bank import RainBank
+from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, bank_for, check_overrides, check_weights,
+                                  detail_energy, draw_family)
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image
@@ -181,9 +180,7 @@ class RainMixDataset(SeededDataset):
             raise DerainError("RainMixDataset: no clean photos given")
         self.weights = check_weights(weights or TRAIN_WEIGHTS)
         self.overrides = check_overrides(overrides or {})
-        if self.weights.get("real", 0) > 0 and not bank:
-            raise DerainError("the 'real' rain family needs a bank of real rainy photos (data.synth.bank)")
-        self.bank = RainBank(bank) if bank and self.weights.get("real", 0) > 0 else None
+        self.bank = bank_for(self.weights, bank)
         self.length = samples_per_epoch
         self._cache: dict[int, np.ndarray] = {}
 

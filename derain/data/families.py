@@ -46,6 +46,7 @@ FAMILIES: dict[str, tuple[str | None, dict]] = {
     "real": ("bank", {}),
     "none": (None, {}),
 }
+NEEDS_BANK = "the 'real' rain family needs a bank of real rainy photos (data.synth.bank, --bank)"
 # what needs nothing but a clean photo: the validation suite's families
 SYNTHETIC_FAMILIES = tuple(f for f, (model, _) in FAMILIES.items() if model != "bank")
 # a quarter without rain, and little haze: a veil the model cannot tell from the scene teaches it to darken
@@ -74,7 +75,7 @@ def add_family_rain(clean: np.ndarray, family: str, rng: np.random.Generator,
     params = {**params, **(overrides or {}).get(family, {})}
     if model == "bank":
         if bank is None:
-            raise DerainError("the 'real' rain family needs a bank of real rainy photos (data.synth.bank, --bank)")
+            raise DerainError(NEEDS_BANK)
         rainy, meta = rain_bank.add_bank_rain(clean, bank, rng, **params)
         return rainy, {"family": family, **meta}
     rainy, meta = synthesize(clean, model, rng, **params)
@@ -109,6 +110,15 @@ def check_overrides(overrides: Mapping[str, Mapping]) -> dict[str, dict]:
             raise DerainError(f"rain family overrides: {family} ({model} rain) has no parameter(s) {unknown}; "
                               f"known: {sorted(known)}")
     return {family: dict(params) for family, params in overrides.items()}
+
+
+def bank_for(weights: Mapping[str, float], photos: Sequence[str | Path]) -> rain_bank.RainBank | None:
+    """The rain bank of `photos` if `weights` draw the `real` family, else None (no photo is read)."""
+    if weights.get("real", 0) <= 0:
+        return None
+    if not photos:
+        raise DerainError(NEEDS_BANK)
+    return rain_bank.RainBank(photos)
 
 
 def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS) -> str:

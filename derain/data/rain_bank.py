@@ -22,6 +22,8 @@ import numpy as np
 from scipy import ndimage
 
 from derain.console import progress_bar
+from derain.data.layouts import list_images
+from derain.data.synthesis import draw_param
 from derain.errors import DerainError
 from derain.imageio import read_image_uint8
 from derain.metrics.psnr_ssim import rgb_to_y
@@ -54,8 +56,6 @@ def rain_layer(img: np.ndarray, angle: float | None = None) -> np.ndarray:
 
 def bank_photos(paths: Sequence[str | Path]) -> list[Path]:
     """The photos named by `paths` (files, or folders read non-recursively), sorted, without repeats."""
-    from derain.data.layouts import list_images
-
     found: set[Path] = set()
     for p in map(Path, paths):
         if p.is_dir():
@@ -94,8 +94,6 @@ class RainBank:
 def add_bank_rain(clean: np.ndarray, bank: RainBank, rng: np.random.Generator,
                   **params) -> tuple[np.ndarray, dict]:
     """A crop of the bank's rain on an H×W×3 float image in [0, 1]: (rainy float32, parameters drawn)."""
-    from derain.data.synthesis import draw_param
-
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:
         raise DerainError(f"unknown real rain parameter(s) {unknown}; known: {sorted(DEFAULTS)}")

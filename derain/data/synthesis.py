@@ -319,13 +319,12 @@ def synth_folder(clean_dir: str | Path, out: str | Path, model: str, n: int | No
         raise DerainError(f"--n must be at least 1, got {n}")
     params, rain_bank = dict(params or {}), None
     if model == "mix":
-        from derain.data.families import TRAIN_WEIGHTS, check_weights, mix_rain
-        from derain.data.rain_bank import RainBank
+        from derain.data.families import TRAIN_WEIGHTS, bank_for, check_weights, mix_rain
 
         if params:
             raise DerainError("rain parameters do not apply to --model mix: each family has its own ranges")
         weights = check_weights(families or TRAIN_WEIGHTS)
-        rain_bank = RainBank(bank) if weights.get("real", 0) > 0 else None
+        rain_bank = bank_for(weights, bank)
         make = lambda clean, rng: mix_rain(clean, rng, weights, rain_bank)  # noqa: E731
     else:
         make = lambda clean, rng: synthesize(clean, model, rng, **params)  # noqa: E731
