@@ -16,11 +16,14 @@
 #              bundled model through that 9-level threshold and ships it behind 11 levels
 #   session21  INIT continued with the `real` family at 15% (r15) | 30% (r30) of crops, streaks harvested from
 #              the 15 `bank` photos of scripts/sirr100_split.csv; ran on the CPU at 8 x 128² in session 21
-#              (docs/model_history.md, "The real-rain family r15 and r30"), whose mean ships behind 12 levels: the
-#              plan for the next lease, with SHRINK=0.0471 (that threshold) and 16 x 256² crops
+#              (docs/model_history.md, "The real-rain family r15 and r30"), whose mean shipped behind 12 levels
+#   session22  INIT continued with more of the `real` family: 30% with stronger, more widely rescaled streaks
+#              (s22a) | 45% (s22b), the plateau measured over 1500 steps; ran on the CPU at 8 x 128² in session 22
+#              (docs/model_history.md, "More of the real-rain family: s22a and s22b"), whose mean ships behind
+#              12.5 levels: the plan for the next lease, with SHRINK=0.049 (that threshold) and 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 21's mean; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (session 22's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
@@ -32,7 +35,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session21) ;; *) echo "PLAN=$PLAN: expected session16 ... session19 or session21" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21 or session22" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -41,6 +44,7 @@ LITE='{light: 0.30, heavy: 0.18, photoshop: 0.06, haze: 0.01, camera: 0.02, dens
 PS='{light: 0.27, heavy: 0.16, photoshop: 0.13, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.29}'
 R15='{light: 0.22, heavy: 0.13, photoshop: 0.12, haze: 0.01, camera: 0.02, dense: 0.06, real: 0.15, none: 0.29}'
 R30='{light: 0.16, heavy: 0.10, photoshop: 0.10, haze: 0.01, camera: 0.02, dense: 0.02, real: 0.30, none: 0.29}'
+R45='{light: 0.10, heavy: 0.07, photoshop: 0.06, haze: 0.01, camera: 0.01, dense: 0.01, real: 0.45, none: 0.29}'
 BANK="[$(awk -F, -v d="$PWD/.device-data/real_rain/sirr100" '$2=="bank"{printf "%s%s/%s", n++ ? ", " : "", d, $1}' scripts/sirr100_split.csv)]"
 DENSE2='{light: 0.25, heavy: 0.15, photoshop: 0.05, haze: 0.01, camera: 0.02, dense: 0.24, none: 0.28}'
 common=(--stages scratch --resume --set deterministic=false --set data.holdout=0.15 --set amp=${AMP:-true}
@@ -73,6 +77,10 @@ case $PLAN in
   session21) runs="r15 r30"
     train r15 15 "$R15" "${cont[@]}" --set "data.synth.bank=$BANK"
     train r30 16 "$R30" "${cont[@]}" --set "data.synth.bank=$BANK" ;;
+  session22) runs="s22a s22b"
+    train s22a 17 "$R30" "${cont[@]}" --set "data.synth.bank=$BANK" --set stages.scratch.plateau_every=1500 \
+      --set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}"
+    train s22b 18 "$R45" "${cont[@]}" --set "data.synth.bank=$BANK" --set stages.scratch.plateau_every=1500 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
