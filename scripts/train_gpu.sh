@@ -61,6 +61,8 @@ train() {  # NAME SEED MIX [--set ...]
 }
 cont=(--set stages.scratch.init=$INIT --set model.shrink=${SHRINK:-0.0235} --set stages.scratch.lr=5e-5)  # INIT continued
 small=(--set stages.scratch.crop=${SMALL_CROP:-128} --set stages.scratch.batch_size=${SMALL_BATCH:-64})
+real=("${cont[@]}" --set "data.synth.bank=$BANK")  # INIT continued with the `real` family's bank
+slow=(--set stages.scratch.plateau_every=1500)  # the lr halves after 4500 steps without progress, not 1500
 case $PLAN in
   session16) runs="cont v2"
     train cont 7 "$MIX" "${cont[@]}" --set stages.scratch.lr=1e-4
@@ -75,12 +77,11 @@ case $PLAN in
     train ps128 13 "$PS" "${cont[@]}" "${small[@]}"
     train dense128 14 "$DENSE2" "${cont[@]}" "${small[@]}" ;;
   session21) runs="r15 r30"
-    train r15 15 "$R15" "${cont[@]}" --set "data.synth.bank=$BANK"
-    train r30 16 "$R30" "${cont[@]}" --set "data.synth.bank=$BANK" ;;
+    train r15 15 "$R15" "${real[@]}"
+    train r30 16 "$R30" "${real[@]}" ;;
   session22) runs="s22a s22b"
-    train s22a 17 "$R30" "${cont[@]}" --set "data.synth.bank=$BANK" --set stages.scratch.plateau_every=1500 \
-      --set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}"
-    train s22b 18 "$R45" "${cont[@]}" --set "data.synth.bank=$BANK" --set stages.scratch.plateau_every=1500 ;;
+    train s22a 17 "$R30" "${real[@]}" "${slow[@]}" --set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}"
+    train s22b 18 "$R45" "${real[@]}" "${slow[@]}" ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
