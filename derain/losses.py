@@ -27,6 +27,19 @@ def recon_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output, target) + F.mse_loss(out_dx, tgt_dx) + F.mse_loss(out_dy, tgt_dy)
 
 
+def lowfreq_loss(output: torch.Tensor, target: torch.Tensor, size: int = 8) -> torch.Tensor:
+    """Not in the paper: the MSE of the size×size block means, the error in brightness that Eq. 2's
+    per-pixel MSE counts no more than a streak's. A uniform shift δ costs δ² here; a streak 1 px
+    across an 8-px block costs 1/8 of its per-pixel error."""
+    return F.mse_loss(F.avg_pool2d(output, size, ceil_mode=True), F.avg_pool2d(target, size, ceil_mode=True))
+
+
+def restoration_loss(output: torch.Tensor, target: torch.Tensor, lowfreq: float = 0.0, size: int = 8) -> torch.Tensor:
+    """Eq. 2 plus `lowfreq` × `lowfreq_loss`: a stage key (`lowfreq`) for fine-tuning and V2."""
+    loss = recon_loss(output, target)
+    return loss + lowfreq * lowfreq_loss(output, target, size) if lowfreq else loss
+
+
 def _summed_mse(students: Sequence[torch.Tensor], teachers: Sequence[torch.Tensor]) -> torch.Tensor:
     if len(students) != len(teachers) or not students:
         raise ValueError(f"expected one student tensor per teacher, got {len(students)} and {len(teachers)}")

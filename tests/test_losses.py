@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
+from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, lowfreq_loss, recog_loss, recon_loss, restoration_loss
 
 
 def test_recog_loss_is_the_mean_squared_error_to_the_labels():
@@ -22,6 +22,27 @@ def test_recon_loss_of_a_constant_shift_has_no_gradient_term():
     target = torch.rand(2, 3, 5, 6)
     assert recon_loss(target + 0.5, target).item() == pytest.approx(0.25)
     assert recon_loss(target, target).item() == 0.0
+
+
+def test_lowfreq_loss_is_the_error_of_the_block_means():
+    output, target = torch.rand(2, 3, 16, 24), torch.rand(2, 3, 16, 24)
+    blocks = lambda x: x.reshape(2, 3, 2, 8, 3, 8).mean(dim=(3, 5))  # 8×8 block means, by reshaping
+    assert lowfreq_loss(output, target).item() == pytest.approx(((blocks(output) - blocks(target)) ** 2).mean().item())
+
+
+def test_lowfreq_loss_weighs_a_shift_fully_and_a_thin_line_little():
+    target = torch.zeros(1, 1, 8, 8)
+    assert lowfreq_loss(target + 0.1, target).item() == pytest.approx(0.01, rel=1e-5)  # δ² for a uniform shift δ
+    line = target.clone()
+    line[..., 3, :] = 0.5  # per-pixel MSE 0.25 / 8; block mean 0.5 / 8, squared
+    assert lowfreq_loss(line, target).item() == pytest.approx(0.25 / 64, rel=1e-5)
+
+
+def test_restoration_loss_adds_the_weighted_lowfreq_term_to_eq_2():
+    output, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    assert restoration_loss(output, target).item() == recon_loss(output, target).item()
+    expected = recon_loss(output, target) + 4 * lowfreq_loss(output, target, 4)
+    assert restoration_loss(output, target, lowfreq=4, size=4).item() == pytest.approx(expected.item())
 
 
 def test_direct_matching_sums_one_error_per_teacher():

@@ -19,6 +19,7 @@ from derain.cli import main
 from derain.config import load_model_config
 from derain.errors import DerainError
 from derain.hub import from_pretrained
+from derain.losses import lowfreq_loss, recon_loss
 from derain.data import CLEAR_LABEL
 from derain.data.families import holdout
 from derain.train import pipeline
@@ -27,7 +28,7 @@ from derain.train.distributed import Dist
 from derain.train.loop import Context, batch_stream, train_stage
 from derain.train.pipeline import train
 from derain.train.rundir import RunDir, RunLog, load_checkpoint
-from derain.train.stages import Stage, build_stage
+from derain.train.stages import Stage, build_stage, stage_loss
 
 REPO = Path(__file__).parents[1]
 MODEL = {"dim": 8, "depth": 1, "num_heads": 2, "window_size": 4, "mlp_ratio": 2.0, "patch_size": 2,
@@ -349,6 +350,8 @@ def write_config(path: Path, config: dict) -> str:
     (lambda c: c["data"].update(real_rainy=["/no/such/folder"]), None, "data.real_rainy: /no/such/folder: not found"),
     (lambda c: None, ["distill"], "stage distill needs stage recog"),
     (lambda c: c["data"]["synth"]["params"].update(densty=[0, 1]), None, "unknown linear rain parameter(s) ['densty']"),
+    (lambda c: c["stages"]["finetune"].update(lowfreq=-1), None, "lowfreq must be non-negative"),
+    (lambda c: c["stages"].setdefault("recon", {}).update(lowfreq=1), None, "stages.recon.lowfreq: unknown key"),
 ])
 def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, change, stages, message):
     config = tiny_config(data)
@@ -479,3 +482,12 @@ def test_online_family_params_reach_the_scratch_data_and_are_checked(data, tmp_p
     assert build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu")).dataset.overrides == faint
     with pytest.raises(DerainError, match=r"data\.synth.*light \(linear rain\) has no parameter\(s\) \['opacity'\]"):
         load_train_config(tiny_config(data), overrides=['data.synth.family_params={"light": {"opacity": [0, 1]}}'])
+
+
+def test_finetune_and_scratch_train_on_eq_2_plus_the_lowfreq_term_when_it_has_a_weight(data, tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_config(data))
+    cfg = load_train_config(config, overrides=["stages.scratch.lowfreq=2", "stages.scratch.lowfreq_size=4"])
+    out, tgt = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    assert stage_loss(cfg.stages["finetune"])(out, tgt).item() == recon_loss(out, tgt).item()
+    expected = recon_loss(out, tgt) + 2 * lowfreq_loss(out, tgt, 4)
+    assert stage_loss(cfg.stages["scratch"])(out, tgt).item() == pytest.approx(expected.item())

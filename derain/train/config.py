@@ -82,7 +82,20 @@ class DistillConfig(StageConfig):
 
 
 @dataclass
-class FinetuneConfig(StageConfig):
+class RestorationConfig(StageConfig):
+    """finetune and scratch: Eq. 2, optionally plus a weighted low-frequency term (`losses.lowfreq_loss`)."""
+
+    lowfreq: float = 0.0  # weight of the MSE of the size×size block means; 0 = the paper's Eq. 2 alone
+    lowfreq_size: int = 8  # block side, in pixels
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.lowfreq < 0 or self.lowfreq_size < 1:
+            raise ValueError(f"lowfreq must be non-negative and lowfreq_size at least 1, got {self.lowfreq} and {self.lowfreq_size}")
+
+
+@dataclass
+class FinetuneConfig(RestorationConfig):
     lr_encoder: float = 4e-5  # E_stu's lr; `lr` is the fresh D_dr's
 
     def __post_init__(self):
@@ -92,7 +105,7 @@ class FinetuneConfig(StageConfig):
 
 
 STAGE_CONFIGS = {"recog": RecogConfig, "recon": StageConfig, "distill": DistillConfig,
-                 "finetune": FinetuneConfig, "scratch": StageConfig}
+                 "finetune": FinetuneConfig, "scratch": RestorationConfig}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,8 +30,8 @@ from derain.data.families import TRAIN_WEIGHTS, holdout
 from derain.atomic import atomic_write
 from derain.errors import DerainError
 from derain.hub import CONFIG_NAME, from_pretrained, resolve_model, save_pretrained
-from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss
-from derain.train.config import STAGES, TrainConfig
+from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss, restoration_loss
+from derain.train.config import STAGES, RestorationConfig, TrainConfig
 from derain.train.rundir import RunDir
 from derain.train.validation import validate_recog, validate_restoration
 
@@ -183,13 +184,18 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, crop: int):
     return PairedDataset(pairs_root(cfg, run), crop=crop, seed=cfg.seed)
 
 
+def stage_loss(s: RestorationConfig) -> Callable:
+    """finetune's and scratch's loss: Eq. 2, plus `lowfreq` × the low-frequency term when set."""
+    return partial(restoration_loss, lowfreq=s.lowfreq, size=s.lowfreq_size) if s.lowfreq else recon_loss
+
+
 def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["finetune"]
     net = ImageNet(cfg.student)  # a fresh D_dr
     net.encoder.load_state_dict(load_file(run.student_weights))
     groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
               {"params": list(net.decoder.parameters()), "lr": s.lr}]
-    return Stage("finetune", Supervised(net, recon_loss),
+    return Stage("finetune", Supervised(net, stage_loss(s)),
                  pairs_dataset(cfg, run, s.crop),
                  groups, save_model("finetune", run), val_net=net)
 
@@ -199,7 +205,7 @@ def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     net = ImageNet(cfg.student)
     if s.init:  # a warm start: continue a trained network on this stage's data
         load_weights(net, s.init)
-    return Stage("scratch", Supervised(net, recon_loss),
+    return Stage("scratch", Supervised(net, stage_loss(s)),
                  pairs_dataset(cfg, run, s.crop),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("scratch", run), val_net=net)
 
