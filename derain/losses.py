@@ -28,8 +28,8 @@ def recon_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def lowfreq_loss(output: torch.Tensor, target: torch.Tensor, size: int = 8) -> torch.Tensor:
-    """Not in the paper: the MSE of the size×size block means, the error in brightness that Eq. 2's
-    per-pixel MSE counts no more than a streak's. A uniform shift δ costs δ² here; a streak 1 px
+    """Not in the paper: the MSE of the size×size block means, i.e. the error in local brightness, which
+    Eq. 2's per-pixel MSE weighs no more than a streak. A uniform shift δ costs δ² here; a 1-px line
     across an 8-px block costs 1/8 of its per-pixel error."""
     return F.mse_loss(F.avg_pool2d(output, size, ceil_mode=True), F.avg_pool2d(target, size, ceil_mode=True))
 

@@ -186,7 +186,7 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, crop: int):
 
 def stage_loss(s: RestorationConfig) -> Callable:
     """finetune's and scratch's loss: Eq. 2, plus `lowfreq` × the low-frequency term when set."""
-    return partial(restoration_loss, lowfreq=s.lowfreq, size=s.lowfreq_size) if s.lowfreq else recon_loss
+    return partial(restoration_loss, lowfreq=s.lowfreq, size=s.lowfreq_size)
 
 
 def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
