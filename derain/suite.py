@@ -4,8 +4,9 @@ Every model and recipe choice is made here, never on a test set. `build_suite` w
 paired layout, deterministically from a seed (`rainy/<family>__<folder>__<stem>.png`, same name under
 `clean/`, and meta.json with every image's drawn rain; every family but `real`, which needs real rain);
 `score_suite` reports per family the input and output Y-PSNR/SSIM, the gain, the share of images made worse
-than their input and the mean brightness shift of the output against the clean photo. For the `none` family the input is the clean photo, so its
-output PSNR is PSNR(output, input) and "worse" means below NO_RAIN_FLOOR_DB.
+than their input and the mean brightness shift of the output against the clean photo. For the `none`
+family the input is the clean photo, so its output PSNR is PSNR(output, input) and "worse" means below
+NO_RAIN_FLOOR_DB.
 """
 from __future__ import annotations
 
