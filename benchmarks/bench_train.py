@@ -11,7 +11,8 @@ what `derain train` uses).
 
 Each stage's module is the one `derain train` builds (derain.train.stages), fed random tensors, so the
 numbers leave out data loading. The median (and range) over --iters timed iterations follows 2 warm-up
-iterations; the last line gives the peak RSS of the whole run.
+iterations; the last line gives the peak RSS of the whole run. On a CPU, malloc keeps freed memory, as
+in `derain train` (derain.train.loop.keep_freed_memory).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import torch
 from derain.archs import Encoder, ImageNet, RecogNet
 from derain.config import load_model_config
 from derain.losses import recog_loss, recon_loss
+from derain.train.loop import keep_freed_memory
 from derain.train.stages import Distillation, Supervised
 
 WARMUP = 2
@@ -47,7 +49,7 @@ def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], it
     """Median, slowest and fastest iterations per second."""
     module = module.to(device)
     batch = [None if t is None else t.to(device) for t in batch]
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-4, fused=True)  # as derain train
     kind = torch.device(device).type
     sync = torch.cuda.synchronize if kind == "cuda" else (lambda: None)
     times = []
@@ -75,6 +77,8 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [default: cpu]")
     args = parser.parse_args()
+    if args.device == "cpu":
+        keep_freed_memory()  # as derain train does
     torch.manual_seed(0)
     images = torch.rand(args.batch, 3, args.crop, args.crop)
     batches = {"recog": [images, torch.randint(0, 2, (args.batch,)).float()],

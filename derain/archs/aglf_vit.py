@@ -84,20 +84,47 @@ def _window_order(H: int, W: int, w: int, shift: int) -> tuple[torch.Tensor, tor
 window_order = lru_cache(maxsize=8)(_window_order)
 
 
+def take_tokens(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """x.index_select(1, index) for B×n×C tokens, where index n (one past the end) reads zeros: the
+    window padding. `index` moves every real token to exactly one place and `inverse` moves it back,
+    so the gradient is `inverse`'s gather; index_select's own, a scatter-add, trains slower on a CPU."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return TakeTokens.apply(x, index, inverse)
+    if index.shape[0] > x.shape[1]:
+        x = F.pad(x, (0, 0, 0, 1))
+    return x.index_select(1, index)
+
+
+class TakeTokens(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, index, inverse):
+        ctx.save_for_backward(index, inverse)
+        return take_tokens(x, index, inverse)
+
+    @staticmethod
+    def backward(ctx, grad):
+        index, inverse = ctx.saved_tensors
+        return take_tokens(grad, inverse, index), None, None
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """softmax(q·kᵀ/√d + bias)·v. When the bias needs a gradient (training) on the CPU, SDPA runs its
-    math path, whose NaN-safe softmax adds three full passes over the scores; the plain form trains 9%
-    faster (benchmarks/bench_train.py). Inference and CUDA keep the fused kernels."""
-    if torch.is_grad_enabled() and bias.requires_grad and q.device.type == "cpu":
-        return ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias).softmax(-1) @ v
+    """softmax(q·kᵀ/√d + bias)·v, fused (SDPA)."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """softmax(q·kᵀ/√d + bias)·v for B×nW×h×N×d windows and an nW×h×N×N (or 1×h×N×N) bias, written
+    out. When the bias needs a gradient (training) on the CPU, SDPA runs its math path, whose NaN-safe
+    softmax adds three full passes over the scores; this form trains faster (benchmarks/bench_train.py)."""
+    return ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias).softmax(-1) @ v
 
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside w×w windows, with a learned relative position bias.
 
-    All windows run through one fused attention call with the shared bias; the few windows that
-    need a shift or padding mask (the last row and column of windows) are recomputed with it."""
+    Inference and CUDA run all windows through one fused attention call with the shared bias, and
+    recompute the few windows that need a shift or padding mask (the last row and column of windows)
+    with it. CPU training adds each window's mask to its bias instead and runs the plain form once."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int):
         super().__init__()
@@ -114,10 +141,16 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, masked=None) -> torch.Tensor:
         B, nW, N, C = x.shape
         h = self.num_heads
-        qkv = self.qkv(x).view(B * nW, N, 3, h, C // h)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B·nW)×h×N×d, strided views
+        qkv = self.qkv(x).view(B, nW, N, 3, h, C // h)
+        q, k, v = (t.transpose(2, 3) for t in qkv.unbind(3))  # B×nW×h×N×d, strided views
         bias = self.relative_position_bias[self.relative_position_index].permute(2, 0, 1)[None]
         bias = bias.to(q.dtype)
+        if torch.is_grad_enabled() and bias.requires_grad and q.device.type == "cpu":
+            if masked is not None:
+                windows, mask = (t.to(x.device) for t in masked)
+                bias = bias + q.new_zeros(nW, 1, N, N).index_copy(0, windows, mask.to(q.dtype))
+            return self.proj(plain_attention(q, k, v, bias).transpose(2, 3).reshape(B, nW, N, C))
+        q, k, v = (t.flatten(0, 1) for t in (q, k, v))  # (B·nW)×h×N×d
         out = attention(q, k, v, bias)
         if masked is not None:
             windows, mask = (t.to(x.device) for t in masked)
@@ -127,10 +160,36 @@ class WindowAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, nW, N, C))
 
 
+BAND_MAX = 128  # sides up to this are averaged by band matrices, longer ones by pooling
+
+
+@lru_cache(maxsize=16)
+def band_matrix(n: int, k: int, device: torch.device) -> torch.Tensor:
+    """n×n: row i averages the entries within k//2 of i (fewer at the borders)."""
+    i = torch.arange(n, device=device)
+    near = ((i[:, None] - i[None, :]).abs() <= k // 2).float()
+    return near / near.sum(1, keepdim=True)
+
+
 def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over a k×k neighbourhood (stride 1, same size, border-aware). k=0: global mean."""
+    """Mean over a k×k neighbourhood (stride 1, same size, border-aware). k=0: global mean.
+    On sides up to BAND_MAX two small matrix products replace the two pooling passes: far faster
+    on a CPU, backward included, than avg_pool2d (benchmarks/bench_train.py)."""
     if k == 0:
         return x.mean((2, 3), keepdim=True)
+    H, W = x.shape[-2:]
+    if max(H, W) <= BAND_MAX and not torch.compiler.is_exporting():
+        return band_box_mean(x, k)
+    return pooled_box_mean(x, k)
+
+
+def band_box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    H, W = x.shape[-2:]
+    rows, cols = (band_matrix(n, k, x.device).to(x.dtype) for n in (H, W))
+    return rows @ (x @ cols.T)
+
+
+def pooled_box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     r = k // 2
     x = F.avg_pool2d(x, (1, k), 1, (0, r), count_include_pad=False)
     return F.avg_pool2d(x, (k, 1), 1, (r, 0), count_include_pad=False)
@@ -196,12 +255,9 @@ class AGLFViTBlock(nn.Module):
         else:
             order, mask = window_order(H, W, w, s), attention_mask(H, W, Hp, Wp, w, s)
         gather, scatter = (t.to(y.device) for t in order)
-        tokens = y.reshape(B, H * W, C)
-        if (Hp, Wp) != (H, W):
-            tokens = F.pad(tokens, (0, 0, 0, 1))  # token H·W: zeros, for the padding
-        windows = tokens.index_select(1, gather).view(B, -1, w * w, C)
+        windows = take_tokens(y.reshape(B, H * W, C), gather, scatter).view(B, -1, w * w, C)
         out = self.attn(windows, mask)
-        return out.reshape(B, Hp * Wp, C).index_select(1, scatter).view(B, H, W, C)
+        return take_tokens(out.reshape(B, Hp * Wp, C), scatter, gather).view(B, H, W, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×H×W×C
         y = self.norm1(x)

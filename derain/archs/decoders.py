@@ -46,6 +46,15 @@ def conv_stack(widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def pixel_shuffle_channels_last(x: torch.Tensor, p: int) -> torch.Tensor:
+    """F.pixel_shuffle(x, p), channels-last, in one copy (pixel_shuffle's own result is NCHW, and the
+    detail path's convs would copy it again)."""
+    B, C, H, W = x.shape
+    c = C // (p * p)
+    x = x.permute(0, 2, 3, 1).reshape(B, H, W, c, p, p)  # channel c·p² + i·p + j goes to pixel (i, j)
+    return x.permute(0, 1, 4, 2, 5, 3).reshape(B, H * p, W * p, c).permute(0, 3, 1, 2)
+
+
 class DetailFusion(nn.Module):
     """Full-resolution detail path: 2 convs on the image, concatenated with the upsampled decoder
     features, 2 more convs and the output conv: 5 px of full-resolution reach from the image, 3 px
@@ -83,7 +92,7 @@ class ImageDecoder(nn.Module):
         if self.detail is not None:  # element-wise, so before the shuffle: 1/p² of the pixels
             residual = F.leaky_relu(residual, 0.2, inplace=True)
         if self.patch_size > 1:
-            residual = F.pixel_shuffle(residual, self.patch_size)
+            residual = pixel_shuffle_channels_last(residual, self.patch_size)
         H, W = img.shape[-2:]
         residual = residual[..., :H, :W]
         if self.detail is not None:

@@ -21,7 +21,7 @@ from derain.evaluation import write_text
 from derain.hub import resolve_model
 from derain.train.config import STAGES, TrainConfig, load_train_config, resolve_data
 from derain.train.distributed import Dist, setup, teardown
-from derain.train.loop import Context, train_stage
+from derain.train.loop import Context, keep_freed_memory, train_stage
 from derain.train.rundir import RunDir, RunLog
 from derain.train.stages import build_stage
 
@@ -39,6 +39,8 @@ def train(config: str | Path | dict, out: str | Path, stages: list[str] | None =
     selected = [s for s in STAGES if s in (stages or cfg.pipeline)]
     run = RunDir(out)
     dist = setup(cfg.device)
+    if dist.device.type == "cpu":
+        keep_freed_memory()
     determinism = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         check_batches(cfg, selected, dist)
