@@ -188,6 +188,25 @@ def test_box_mean_matches_a_brute_force_neighbourhood_average():
     torch.testing.assert_close(box_mean(x, 0), x.mean((2, 3), keepdim=True))
 
 
+def test_both_box_mean_paths_match_the_brute_force_average_and_the_side_picks_the_path(monkeypatch):
+    """Band matrices (sides up to BAND_MAX) and pooling (longer sides) compute the same border-aware mean."""
+    from derain.archs import aglf_vit
+
+    x = torch.randn(2, 3, 11, 7, dtype=torch.float64)
+    k, r = 7, 3
+    expected = torch.zeros_like(x)
+    for i in range(11):
+        for j in range(7):
+            expected[..., i, j] = x[..., max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].mean((-1, -2))
+    torch.testing.assert_close(aglf_vit.band_box_mean(x, k), expected)
+    torch.testing.assert_close(aglf_vit.pooled_box_mean(x, k), expected)
+    calls = []
+    monkeypatch.setattr(aglf_vit, "pooled_box_mean", lambda t, k: calls.append(t.shape[-2:]) or t)
+    aglf_vit.box_mean(torch.zeros(1, 1, 4, aglf_vit.BAND_MAX), 5)
+    aglf_vit.box_mean(torch.zeros(1, 1, 4, aglf_vit.BAND_MAX + 1), 5)
+    assert calls == [(4, aglf_vit.BAND_MAX + 1)]
+
+
 def textbook_local_branch(branch, x: torch.Tensor) -> torch.Tensor:
     from derain.archs.aglf_vit import box_mean
 

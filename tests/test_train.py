@@ -491,3 +491,39 @@ def test_finetune_and_scratch_train_on_eq_2_plus_the_lowfreq_term_when_it_has_a_
     assert stage_loss(cfg.stages["finetune"])(out, tgt).item() == recon_loss(out, tgt).item()
     expected = recon_loss(out, tgt) + 2 * lowfreq_loss(out, tgt, 4)
     assert stage_loss(cfg.stages["scratch"])(out, tgt).item() == pytest.approx(expected.item())
+
+
+def test_keep_freed_memory_stops_large_allocations_from_faulting_in_afresh():
+    """After keep_freed_memory a freed 32 MiB tensor's memory is reused; without it, every new one maps
+    fresh zeroed pages: 8,192 faults of 4 KiB each (a training step's activations are of that size)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mallopt is glibc's (Linux)")
+    code = """
+import resource, sys, torch
+from derain.train.loop import keep_freed_memory
+kept = sys.argv[1] == "keep" and keep_freed_memory()
+faults = []
+for _ in range(8):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(32 << 20, dtype=torch.uint8)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(int(kept), min(faults[4:]))
+"""
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+            .stdout.split() for mode in ("keep", "default")}
+    if runs["keep"][0] != "1":
+        pytest.skip("this C library has no mallopt (not glibc)")
+    assert int(runs["default"][1]) > 8000  # each a fresh 32 MiB block
+    assert int(runs["keep"][1]) < 1000
+
+
+def test_deterministic_training_does_not_nan_fill_new_tensors_and_restores_the_setting(data, tmp_path, monkeypatch):
+    """use_deterministic_algorithms also fills every new tensor with NaN (fill_uninitialized_memory), a
+    debugging aid that cost a CPU step 13%; training keeps deterministic algorithms and drops only that."""
+    seen = []
+    monkeypatch.setattr(pipeline, "train_stage", lambda *args: seen.append(
+        (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)) or True)
+    before = torch.utils.deterministic.fill_uninitialized_memory
+    train(tiny_config(data), tmp_path / "run", stages=["recon"])
+    assert seen == [(True, False)]
+    assert torch.utils.deterministic.fill_uninitialized_memory == before
