@@ -262,5 +262,6 @@ class AGLFViTBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B×H×W×C
         y = self.norm1(x)
         local = self.local(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        x = x + self.alpha * self.global_branch(y) + self.beta * local
+        g = self.global_branch(y)  # under autocast g and local are bf16: weight them in bf16 too
+        x = x + self.alpha.to(g.dtype) * g + self.beta.to(local.dtype) * local
         return x + self.mlp(self.norm2(x))
