@@ -199,6 +199,9 @@ def test_both_box_mean_paths_match_the_brute_force_average_and_the_side_picks_th
         for j in range(7):
             expected[..., i, j] = x[..., max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1].mean((-1, -2))
     torch.testing.assert_close(aglf_vit.band_box_mean(x, k), expected)
+    channels_last = aglf_vit.band_box_mean(x.contiguous(memory_format=torch.channels_last), k)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)  # the layout the convs run in
+    torch.testing.assert_close(channels_last, expected)
     torch.testing.assert_close(aglf_vit.pooled_box_mean(x, k), expected)
     calls = []
     monkeypatch.setattr(aglf_vit, "pooled_box_mean", lambda t, k: calls.append(t.shape[-2:]) or t)

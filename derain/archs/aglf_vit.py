@@ -184,9 +184,13 @@ def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def band_box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    H, W = x.shape[-2:]
+    B, C, H, W = x.shape
     rows, cols = (band_matrix(n, k, x.device).to(x.dtype) for n in (H, W))
-    return rows @ (x @ cols.T)
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return rows @ (x @ cols.T)
+    t = cols @ x.permute(0, 2, 3, 1)  # channels-last stays so: B×H×W×C, along W
+    t = rows @ t.reshape(B, H, W * C)  # along H
+    return t.view(B, H, W, C).permute(0, 3, 1, 2)
 
 
 def pooled_box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
