@@ -11,7 +11,7 @@ from derain.cli import main
 from derain.data.datasets import RainMixDataset
 from derain.data.families import add_family_rain, check_overrides
 from derain.data.rain_bank import RainBank, rain_angle, rain_layer
-from derain.data.synthesis import streak_layer
+from derain.data.synthesis import draw_param, streak_layer
 from derain.errors import DerainError
 
 STRENGTH = 0.4  # the streaks' added light, 0-1
@@ -97,3 +97,23 @@ def test_training_pairs_and_synth_draw_from_the_bank(bank_photos, tmp_path, make
     assert [p.rsplit("/", 1)[1] for p in meta["bank"]] == ["rain0.png", "rain1.png"]
     assert {p["family"] for p in meta["pairs"]} == {"real"} and all(p["model"] == "bank" for p in meta["pairs"])
     assert main(["synth", str(clean_dir), "-o", str(tmp_path / "x"), "--bank", str(bank_photos[0])]) == 2
+
+
+@pytest.mark.parametrize("angle", [-20, 15])
+def test_real_family_angle_turns_the_banks_streaks_by_that_many_degrees(tmp_path, make_image, angle):
+    """A bank of vertical rain, turned by `angle`: the rain angle derain.metrics.streaks measures on the
+    drawn layer is `angle`. The default (0) draws no random number, so seeded streams stay as they were."""
+    bank = RainBank([make_image(tmp_path / "rain.png", array=rainy_photo(0, 3)[0])])
+    layer = bank.draw((160, 160), np.random.default_rng(0), 1.0, angle)
+    assert layer.shape == (160, 160) and layer.min() >= 0
+    assert layer[:16].mean() > 0.3 * layer.mean() and layer[:, :16].mean() > 0.3 * layer.mean()  # corners filled
+    photo = np.round(np.clip(0.3 + 2 * layer, 0, 1) * 255).astype(np.uint8)[..., None].repeat(3, 2)
+    assert rain_angle(photo) == angle
+    clean = np.full((64, 64, 3), 0.3)
+    turned, meta = add_family_rain(clean, "real", np.random.default_rng(1), {"real": {"angle": [angle, angle]}}, bank)
+    assert meta["angle"] == angle
+    plain, meta = add_family_rain(clean, "real", np.random.default_rng(1), bank=bank)
+    rng = np.random.default_rng(1)  # by hand: gain, scale, then the crop, with nothing drawn for the angle
+    gain, scale = draw_param("gain", (1.0, 2.5), rng), draw_param("scale", (0.7, 1.4), rng)
+    expected = np.clip(clean + gain * bank.draw((64, 64), rng, scale)[..., None], 0, 1)
+    assert "angle" not in meta and np.allclose(plain, expected, atol=1e-6)

@@ -10,7 +10,7 @@ real photo with two grey-scale morphology steps, after turning the photo so the 
 
 What is left is the light each streak adds over its surroundings, in grey levels. Thin bright scene
 lines along the rain (poles, mullions) come with it, and a veil or drops do not. `RainBank` holds the
-layers of a set of photos and draws crops of them, rescaled, mirrored and scaled in strength;
+layers of a set of photos and draws crops of them, rescaled, mirrored, optionally turned and scaled in strength;
 `add_bank_rain` adds one to a clean image.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ ALONG = 15  # px: and at least this long, along it
 DEFAULTS = {
     "gain": (1.0, 2.5),  # the harvested layer's strength: a top-hat misses the streak's soft skirt
     "scale": (0.7, 1.4),  # resize of the layer: streak width and length
+    "angle": 0,  # degrees the layer is turned by (rain_angle's sense): 0 keeps each photo's own rain angle
 }
 
 
@@ -77,10 +78,17 @@ class RainBank:
         self.layers = [rain_layer(read_image_uint8(p)).astype(np.float16)
                        for p in progress_bar(self.photos, desc="rain bank", unit="photo")]
 
-    def draw(self, shape: tuple[int, int], rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-        """An H×W crop in [0, 1] of a random layer resized by `scale`, mirrored half the time."""
-        layer = self.layers[int(rng.integers(len(self.layers)))]
+    def draw(self, shape: tuple[int, int], rng: np.random.Generator, scale: float = 1.0,
+             angle: float = 0.0) -> np.ndarray:
+        """An H×W crop in [0, 1] of a random layer resized by `scale`, mirrored half the time, and turned
+        by `angle` degrees (positive leans the streaks' tops further right, as rain_angle measures)."""
         h, w = shape
+        if angle:  # turn a square around the crop that still covers it once turned
+            side = int(np.ceil(np.hypot(h, w))) + 2
+            turned = ndimage.rotate(self.draw((side, side), rng, scale), -angle, reshape=False, order=1)
+            top, left = (side - h) // 2, (side - w) // 2
+            return np.clip(turned[top:top + h, left:left + w], 0.0, None)
+        layer = self.layers[int(rng.integers(len(self.layers)))]
         need = max(h / layer.shape[0], w / layer.shape[1])  # a layer smaller than the crop is enlarged
         s = max(scale, need * 1.001)
         ch, cw = min(layer.shape[0], int(np.ceil(h / s)) + 2), min(layer.shape[1], int(np.ceil(w / s)) + 2)
@@ -99,6 +107,7 @@ def add_bank_rain(clean: np.ndarray, bank: RainBank, rng: np.random.Generator,
         raise DerainError(f"unknown real rain parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
     p = {**DEFAULTS, **params}
     gain, scale = draw_param("gain", p["gain"], rng), draw_param("scale", p["scale"], rng)
-    layer = bank.draw(clean.shape[:2], rng, scale)
+    angle = draw_param("angle", p["angle"], rng)  # a fixed 0 draws nothing: streams stay as they were
+    layer = bank.draw(clean.shape[:2], rng, scale, angle)
     rainy = np.clip(np.asarray(clean, dtype=np.float64) + gain * layer[..., None], 0.0, 1.0)
-    return rainy.astype(np.float32), {"model": "bank", "gain": gain, "scale": scale}
+    return rainy.astype(np.float32), {"model": "bank", "gain": gain, "scale": scale, **({"angle": angle} if angle else {})}
