@@ -10,8 +10,8 @@ real photo with two grey-scale morphology steps, after turning the photo so the 
 
 What is left is the light each streak adds over its surroundings, in grey levels. Thin bright scene
 lines along the rain (poles, mullions) come with it, and a veil or drops do not. `RainBank` holds the
-layers of a set of photos and draws crops of them, rescaled, mirrored, optionally turned and scaled in strength;
-`add_bank_rain` adds one to a clean image.
+layers of a set of photos and draws crops of them, rescaled, mirrored, optionally turned and scaled in
+strength; `add_bank_rain` adds one to a clean image.
 """
 from __future__ import annotations
 
@@ -110,4 +110,5 @@ def add_bank_rain(clean: np.ndarray, bank: RainBank, rng: np.random.Generator,
     angle = draw_param("angle", p["angle"], rng)  # a fixed 0 draws nothing: streams stay as they were
     layer = bank.draw(clean.shape[:2], rng, scale, angle)
     rainy = np.clip(np.asarray(clean, dtype=np.float64) + gain * layer[..., None], 0.0, 1.0)
-    return rainy.astype(np.float32), {"model": "bank", "gain": gain, "scale": scale, **({"angle": angle} if angle else {})}
+    meta = {"model": "bank", "gain": gain, "scale": scale, **({"angle": angle} if angle else {})}
+    return rainy.astype(np.float32), meta

@@ -67,7 +67,7 @@ def autocast_bf16(device: torch.device, amp: bool, cpu_bf16: bool) -> bool:
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed blocks for reuse instead of returning them to the kernel, so that
     a CPU training step stops page-faulting its large activations in afresh (33,000 faults a step at
-    8 × 128², 4-8% of its time; benchmarks/bench_train.py). False where the C library is not glibc."""
+    8 × 128², 3-8% of its time; benchmarks/bench_train.py). False where the C library is not glibc."""
     if not sys.platform.startswith("linux"):
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
