@@ -145,17 +145,17 @@ class WindowAttention(nn.Module):
         q, k, v = (t.transpose(2, 3) for t in qkv.unbind(3))  # B×nW×h×N×d, strided views
         bias = self.relative_position_bias[self.relative_position_index].permute(2, 0, 1)[None]
         bias = bias.to(q.dtype).contiguous()  # h×N×N in order: a strided bias adds 2× slower
+        if masked is not None:
+            windows, mask = masked[0].to(x.device), masked[1].to(x.device, q.dtype)
         if torch.is_grad_enabled() and bias.requires_grad and q.device.type == "cpu":
             if masked is not None:
-                windows, mask = (t.to(x.device) for t in masked)
-                bias = bias + q.new_zeros(nW, 1, N, N).index_copy(0, windows, mask.to(q.dtype))
+                bias = bias + q.new_zeros(nW, 1, N, N).index_copy(0, windows, mask)
             return self.proj(plain_attention(q, k, v, bias).transpose(2, 3).reshape(B, nW, N, C))
         q, k, v = (t.flatten(0, 1) for t in (q, k, v))  # (B·nW)×h×N×d
         out = attention(q, k, v, bias)
         if masked is not None:
-            windows, mask = (t.to(x.device) for t in masked)
             rows = (torch.arange(B, device=x.device)[:, None] * nW + windows).flatten()
-            mask = (bias + mask.to(q.dtype)).repeat(B, 1, 1, 1)
+            mask = (bias + mask).repeat(B, 1, 1, 1)
             out = out.index_put((rows,), attention(q[rows], k[rows], v[rows], mask))
         return self.proj(out.transpose(1, 2).reshape(B, nW, N, C))
 
