@@ -288,6 +288,34 @@ def test_shrink_soft_thresholds_the_residual(darken_only):
     np.testing.assert_allclose(y, x.numpy() + expected_r, atol=1e-6)
 
 
+def test_shrink_jitter_draws_one_threshold_per_sample_in_training_only():
+    """shrink_jitter = j: in training each sample's residual is soft-thresholded at its own t_i in
+    t·[1 − j, 1 + j] (recovered from the output and checked against the numpy oracle); eval keeps t."""
+    torch.manual_seed(2)
+    signed = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4})
+    with torch.no_grad():
+        for p in signed.parameters():
+            p.normal_(0, 0.05)
+    t = 0.02
+    shrunk = create_model({**signed.config.to_dict(), "shrink": t})
+    shrunk.load_state_dict(signed.state_dict())
+    shrunk.decoder.shrink_jitter = 0.5
+    x = torch.rand(4, 3, 40, 56)
+    with torch.no_grad():
+        y, reference = shrunk.train()(x).numpy(), signed.train()(x).numpy()
+        y_eval = shrunk.eval()(x).numpy()
+    r, change = reference - x.numpy(), y - x.numpy()
+    thresholds = []
+    for r_i, c_i in zip(r, change):
+        moved = np.abs(c_i) > 1e-4
+        t_i = np.median(np.abs(r_i[moved]) - np.abs(c_i[moved]))
+        np.testing.assert_allclose(c_i, np.sign(r_i) * np.maximum(np.abs(r_i) - t_i, 0), atol=1e-5)
+        thresholds.append(t_i)
+    assert all(0.5 * t - 1e-6 <= t_i <= 1.5 * t + 1e-6 for t_i in thresholds)
+    assert np.ptp(thresholds) > 0.1 * t  # drawn per sample, not once per batch
+    np.testing.assert_allclose(y_eval - x.numpy(), np.sign(r) * np.maximum(np.abs(r) - t, 0), atol=1e-5)
+
+
 def test_shrink_out_of_range_is_a_clear_error():
     with pytest.raises(DerainError, match="shrink must be in"):
         load_model_config({**load_model_config("tiny").to_dict(), "shrink": -0.1})

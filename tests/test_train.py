@@ -351,6 +351,7 @@ def write_config(path: Path, config: dict) -> str:
     (lambda c: None, ["distill"], "stage distill needs stage recog"),
     (lambda c: c["data"]["synth"]["params"].update(densty=[0, 1]), None, "unknown linear rain parameter(s) ['densty']"),
     (lambda c: c["stages"]["finetune"].update(lowfreq=-1), None, "lowfreq must be non-negative"),
+    (lambda c: c["stages"]["finetune"].update(shrink_jitter=1), None, "shrink_jitter must be in [0, 1)"),
     (lambda c: c["stages"].setdefault("recon", {}).update(lowfreq=1), None, "stages.recon.lowfreq: unknown key"),
 ])
 def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, change, stages, message):
@@ -491,6 +492,13 @@ def test_finetune_and_scratch_train_on_eq_2_plus_the_lowfreq_term_when_it_has_a_
     assert stage_loss(cfg.stages["finetune"])(out, tgt).item() == recon_loss(out, tgt).item()
     expected = recon_loss(out, tgt) + 2 * lowfreq_loss(out, tgt, 4)
     assert stage_loss(cfg.stages["scratch"])(out, tgt).item() == pytest.approx(expected.item())
+
+
+def test_scratch_hands_its_shrink_jitter_to_the_decoder(data, tmp_path):
+    online = ["data.synth.online=true", 'data.synth.families={"light": 1.0}']
+    for jitter in (0.0, 0.5):
+        cfg = load_train_config(tiny_config(data), overrides=[*online, f"stages.scratch.shrink_jitter={jitter}"])
+        assert build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu")).val_net.decoder.shrink_jitter == jitter
 
 
 def test_keep_freed_memory_stops_large_allocations_from_faulting_in_afresh():

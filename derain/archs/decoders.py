@@ -77,12 +77,15 @@ class ImageDecoder(nn.Module):
     `darken_only` keeps the residual's negative part: rain only adds light (O = B + R, R ≥ 0, and the
     screen blend), so a derained pixel is never brighter than the rainy one. D_dr only; D_recon sharpens.
     `shrink` soft-thresholds the residual (F.softshrink): a change smaller than it is dropped and a larger
-    one shortened by it, so the small changes a model makes to a clean photo vanish."""
+    one shortened by it, so the small changes a model makes to a clean photo vanish.
+    `shrink_jitter` (training only, set by the stage): each sample's threshold is drawn from
+    shrink × [1 − j, 1 + j], so no constant offset of the residual can cancel the threshold."""
 
     def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
                  detail_dim: int = 0, darken_only: bool = False, shrink: float = 0.0):
         super().__init__()
         self.patch_size, self.darken_only, self.shrink = patch_size, darken_only, shrink
+        self.shrink_jitter = 0.0
         self.spp = SPP(dim, kernels)
         self.conv = nn.Conv2d(dim, (detail_dim or out_chans) * patch_size**2, 3, padding=1)
         self.detail = DetailFusion(out_chans, detail_dim, out_chans) if detail_dim else None
@@ -97,7 +100,11 @@ class ImageDecoder(nn.Module):
         residual = residual[..., :H, :W]
         if self.detail is not None:
             residual = self.detail(residual, img)
-        if self.shrink:
+        if self.shrink and self.training and self.shrink_jitter:
+            jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
+            threshold = self.shrink * (1 + self.shrink_jitter * jitter)
+            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)  # softshrink
+        elif self.shrink:
             residual = F.softshrink(residual, self.shrink)
         if self.darken_only:
             residual = residual.clamp(max=0)

@@ -87,11 +87,14 @@ class RestorationConfig(StageConfig):
 
     lowfreq: float = 0.0  # weight of the MSE of the size×size block means; 0 = the paper's Eq. 2 alone
     lowfreq_size: int = 8  # block side, in pixels
+    shrink_jitter: float = 0.0  # train through a per-crop threshold drawn from model.shrink × [1 − j, 1 + j]
 
     def __post_init__(self):
         super().__post_init__()
         if self.lowfreq < 0 or self.lowfreq_size < 1:
             raise ValueError(f"lowfreq must be non-negative and lowfreq_size at least 1, got {self.lowfreq} and {self.lowfreq_size}")
+        if not 0 <= self.shrink_jitter < 1:
+            raise ValueError(f"shrink_jitter must be in [0, 1), got {self.shrink_jitter}")
 
 
 @dataclass

@@ -193,6 +193,7 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["finetune"]
     net = ImageNet(cfg.student)  # a fresh D_dr
     net.encoder.load_state_dict(load_file(run.student_weights))
+    net.decoder.shrink_jitter = s.shrink_jitter
     groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
               {"params": list(net.decoder.parameters()), "lr": s.lr}]
     return Stage("finetune", Supervised(net, stage_loss(s)),
@@ -205,6 +206,7 @@ def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     net = ImageNet(cfg.student)
     if s.init:  # a warm start: continue a trained network on this stage's data
         load_weights(net, s.init)
+    net.decoder.shrink_jitter = s.shrink_jitter
     return Stage("scratch", Supervised(net, stage_loss(s)),
                  pairs_dataset(cfg, run, s.crop),
                  [{"params": list(net.parameters()), "lr": s.lr}], save_model("scratch", run), val_net=net)
