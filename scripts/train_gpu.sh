@@ -20,10 +20,14 @@
 #   session22  INIT continued with more of the `real` family: 30% with stronger, more widely rescaled streaks
 #              (s22a) | 45% (s22b), the plateau measured over 1500 steps; ran on the CPU at 8 x 128² in session 22
 #              (docs/model_history.md, "More of the real-rain family: s22a and s22b"), whose mean ships behind
-#              12.5 levels: the plan for the next lease, with SHRINK=0.049 (that threshold) and 16 x 256² crops
+#              12.5 levels
+#   session25  INIT continued on s22a's mix through a threshold drawn per crop: shrink_jitter 0.5 (s25a) | 0.8
+#              (s25b); s25a ran on the CPU at 8 x 128² in session 25 (docs/model_history.md, "A drawn threshold:
+#              s25a"), whose mean ships behind 11.5 levels: the plan for the next lease, with SHRINK=0.0451 (that
+#              threshold) and 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 22's mean; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (session 25's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
@@ -35,7 +39,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21 or session22" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[125]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22 or session25" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -82,6 +86,10 @@ case $PLAN in
   session22) runs="s22a s22b"
     train s22a 17 "$R30" "${real[@]}" "${slow[@]}" --set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}"
     train s22b 18 "$R45" "${real[@]}" "${slow[@]}" ;;
+  session25) runs="s25a s25b"
+    s22a=(--set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}")
+    train s25a 19 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.5
+    train s25b 20 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait

@@ -166,3 +166,33 @@ def test_device_pack_keeps_the_holdout_split(tmp_path, make_image):
     assert sorted(f.stem for f in train) == sorted(f.stem for f in original_train) and val
     assert {f.name for f in val} == {f.name for f in original_val}
     assert any(f.suffix == ".jpg" for f in train) and (tmp_path / "pack" / "real_rain" / "sirr100" / "1.jpg").is_file()
+
+
+def test_threshold_margin_reads_the_raw_residual_and_rebuilds_the_shipped_output():
+    """The raw residual is the decoder's with threshold and cap off (an offset put in the output conv's bias
+    comes back whole); threshold and cap applied to it give the model's own output (the oracle)."""
+    import torch
+
+    from derain.archs import create_model
+    from derain.config import load_model_config
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from threshold_margin import raw_residual, shipped_output
+
+    torch.manual_seed(0)
+    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4, "darken_only": True, "shrink": 0.03}).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.02)
+        net.decoder.detail.out.weight.zero_()
+        net.decoder.detail.out.bias.fill_(-0.02)  # a constant residual of -5.1 grey levels
+    img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+    np.testing.assert_allclose(raw_residual(net, img), -5.1, atol=1e-3)
+    assert net.decoder.shrink == 0.03 and net.decoder.darken_only  # restored
+    with torch.no_grad():
+        net.decoder.detail.out.weight.normal_(0, 3.0)
+        net.decoder.detail.out.bias -= (0.03 * 255 + np.median(raw_residual(net, img))) / 255  # half past -T
+        expected = net(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)[0].permute(1, 2, 0).numpy()
+    out = shipped_output(img, raw_residual(net, img), 0.03 * 255, True)
+    assert np.abs(out.astype(int) - np.clip(np.round(expected * 255), 0, 255)).max() <= 1
+    assert (out < img).mean() > 0.05 and (out == img).mean() > 0.05  # both sides of the threshold

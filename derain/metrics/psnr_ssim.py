@@ -15,7 +15,7 @@ PROTOCOLS = ("y", "rgb")
 
 # MATLAB rgb2ycbcr, Y row: offset 16 and weights for R, G, B in [0, 1].
 _Y_OFFSET = 16.0
-_Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 
 # Wang et al. 2004: 11x11 Gaussian window with sigma 1.5, K = (0.01, 0.03), L = 255.
 _SSIM_WINDOW = 11
@@ -29,7 +29,7 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     _check_uint8(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
-    y = _Y_OFFSET + image.astype(np.float64) @ (_Y_WEIGHTS / 255.0)
+    y = _Y_OFFSET + image.astype(np.float64) @ (Y_WEIGHTS / 255.0)
     return np.floor(y + 0.5).astype(np.uint8)  # MATLAB rounds halves away from zero
 
 
