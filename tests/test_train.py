@@ -352,6 +352,7 @@ def write_config(path: Path, config: dict) -> str:
     (lambda c: c["data"]["synth"]["params"].update(densty=[0, 1]), None, "unknown linear rain parameter(s) ['densty']"),
     (lambda c: c["stages"]["finetune"].update(lowfreq=-1), None, "lowfreq must be non-negative"),
     (lambda c: c["stages"]["finetune"].update(shrink_jitter=1), None, "shrink_jitter must be in [0, 1)"),
+    (lambda c: c["stages"]["finetune"].update(shrink_jitter=0.5), None, "shrink_jitter: set, but model.shrink is 0"),
     (lambda c: c["stages"].setdefault("recon", {}).update(lowfreq=1), None, "stages.recon.lowfreq: unknown key"),
 ])
 def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, change, stages, message):
@@ -495,7 +496,7 @@ def test_finetune_and_scratch_train_on_eq_2_plus_the_lowfreq_term_when_it_has_a_
 
 
 def test_scratch_hands_its_shrink_jitter_to_the_decoder(data, tmp_path):
-    online = ["data.synth.online=true", 'data.synth.families={"light": 1.0}']
+    online = ["data.synth.online=true", "model.shrink=0.05", 'data.synth.families={"light": 1.0}']
     for jitter in (0.0, 0.5):
         cfg = load_train_config(tiny_config(data), overrides=[*online, f"stages.scratch.shrink_jitter={jitter}"])
         assert build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu")).val_net.decoder.shrink_jitter == jitter

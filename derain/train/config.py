@@ -234,6 +234,9 @@ def load_train_config(source: str | Path | dict, name: str | None = None,
     bad = [s for s in cfg.pipeline if s not in STAGES]
     if bad:
         raise DerainError(f"{name}: pipeline: unknown stage {bad[0]!r}; the stages are {', '.join(STAGES)}")
+    jittered = [s for s in ("finetune", "scratch") if cfg.stages[s].shrink_jitter and not cfg.student.shrink]
+    if jittered:
+        raise DerainError(f"{name}: stages.{jittered[0]}.shrink_jitter: set, but model.shrink is 0 (no threshold to draw)")
     return cfg
 
 
