@@ -103,7 +103,7 @@ class ImageDecoder(nn.Module):
         if self.shrink and self.training and self.shrink_jitter:
             jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
             threshold = self.shrink * (1 + self.shrink_jitter * jitter)
-            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)  # softshrink
+            residual = residual - residual.clamp(-threshold, threshold)  # softshrink at a per-sample threshold
         elif self.shrink:
             residual = F.softshrink(residual, self.shrink)
         if self.darken_only:
