@@ -26,7 +26,7 @@ PROTOCOL_DESCRIPTIONS = {
     "rgb": "RGB channels, no border crop; PSNR over all channels, SSIM averaged over channels",
 }
 NIQE_DESCRIPTION = "NIQE (lower is better) on MATLAB rgb2gray luminance, 96x96 patches"
-_DECIMALS = {"psnr": 2, "ssim": 4, "niqe": 4}
+_DECIMALS = {"psnr": 2, "ssim": 4, "niqe": 4, "shift": 2}
 
 Model = Callable[[np.ndarray], np.ndarray]  # uint8 HxWx3 in, uint8 HxWx3 out
 Predictor = Callable[[object, np.ndarray], np.ndarray]  # (pair, rainy uint8) -> prediction uint8
@@ -104,8 +104,10 @@ def progress(items: list, what: str) -> Iterator:
 def score_pairs(pairs: list, metrics: list[str], protocol: str, predict: Predictor | None = None,
                 niqe_model=None, with_input: bool = False) -> list[dict]:
     """Score a paired dataset: the predictions, or the rainy inputs themselves without ``predict``.
-    ``with_input`` adds each rainy input's PSNR as ``psnr_input`` (see `worse_than_input`)."""
+    ``with_input`` adds each rainy input's PSNR as ``psnr_input`` (see `worse_than_input`), and the mean
+    brightness shift against the clean image, in grey levels of Y, of the prediction and of the input."""
     from derain.data import load_pair_uint8
+    from derain.metrics import brightness
 
     rows = []
     for pair in progress(pairs, "scoring"):
@@ -114,6 +116,8 @@ def score_pairs(pairs: list, metrics: list[str], protocol: str, predict: Predict
         row = {"image": pair.name, **score_image(pred, clean, metrics, protocol, niqe_model, str(pair.rainy))}
         if with_input:
             row["psnr_input"] = score_image(rainy, clean, ["psnr"], protocol, None, str(pair.rainy))["psnr"]
+            row["shift"] = brightness(pred) - brightness(clean)
+            row["shift_input"] = brightness(rainy) - brightness(clean)
         rows.append(row)
     return rows
 

@@ -22,8 +22,7 @@ from derain.data.synthesis import prepare_output, write_manifest
 from derain.errors import DerainError
 from derain.evaluation import progress
 from derain.imageio import read_image_uint8, write_image
-from derain.metrics import psnr, ssim
-from derain.metrics.psnr_ssim import rgb_to_y
+from derain.metrics import brightness, psnr, ssim
 
 NO_RAIN_FLOOR_DB = 40.0  # a clean photo must come back at least this close to itself
 SEPARATOR = "__"
@@ -81,11 +80,6 @@ def ensure_suite(clean_root: str | Path, out: str | Path, seed: int = 0, crop: i
 
 def family_of(name: str) -> str:
     return name.split(SEPARATOR, 1)[0] if SEPARATOR in name else "all"
-
-
-def brightness(img: np.ndarray) -> float:
-    """Mean MATLAB-Y level of a uint8 image, in grey levels."""
-    return float(rgb_to_y(img).mean())
 
 
 def score_suite(model: Callable[[np.ndarray], np.ndarray] | None, suite_dir: str | Path) -> list[dict]:

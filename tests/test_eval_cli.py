@@ -153,6 +153,19 @@ class TestEval:
         assert summary["worse_than_input"] == 4
         assert "Worse than the rainy input (PSNR): 4 of 4 images." in (tmp_path / "out" / "summary.md").read_text()
 
+    def test_reports_the_brightness_shift_against_the_clean_image(self, dataset, tmp_path, fake_model):
+        from skimage.color import rgb2ycbcr
+
+        assert main(["eval", "--model", "m", "--data", str(dataset), "--out", str(tmp_path)]) == 0
+        rows = {row["image"]: row for row in _read_csv(tmp_path / "scores.csv")}
+        for seed, name in enumerate(NAMES):  # oracle: skimage's unrounded Y
+            rain = rgb2ycbcr(_rain(_photo(name), seed))[..., 0].mean() - rgb2ycbcr(_photo(name))[..., 0].mean()
+            assert float(rows[name]["shift_input"]) == pytest.approx(rain, abs=0.05)
+            # +1 on R, G and B lifts Y by 219/255 levels, less where a channel was already 255
+            lift = float(rows[name]["shift"]) - float(rows[name]["shift_input"])
+            assert 0.75 < lift <= 219 / 255 + 0.05
+        assert "`shift`: mean brightness of the output minus" in (tmp_path / "summary.md").read_text()
+
     def test_tta_loads_the_model_with_the_self_ensemble(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--model", "m", "--tta", "--data", str(dataset), "--out", str(tmp_path)]) == 0
         assert fake_model == ["m with tta"]

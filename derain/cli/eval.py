@@ -116,6 +116,8 @@ def _markdown(summary: dict, ev) -> str:
         lines.append(f"{ev.NIQE_DESCRIPTION}; pristine model: {summary['niqe']}.")
     if "worse_than_input" in summary:
         lines.append(f"Worse than the rainy input (PSNR): {summary['worse_than_input']} of {summary['images']} images.")
+        lines.append("`shift`: mean brightness of the output minus that of the clean image, in grey levels of Y "
+                     "(`shift_input`: of the rainy input).")
     return "\n".join(lines) + "\n\n" + table
 
 
@@ -126,7 +128,7 @@ def _print_summary(summary: dict, out: Path, ev) -> None:
     if summary["niqe"]:
         print(f"niqe: {summary['niqe']}")
     for metric, value in summary["mean"].items():
-        unit = " dB" if metric.startswith("psnr") else ""
+        unit = " dB" if metric.startswith("psnr") else " grey levels" if metric.startswith("shift") else ""
         print(f"  {metric:<12} {ev.format_score(metric, value)}{unit}")
     if "worse_than_input" in summary:
         print(f"  worse than the rainy input: {summary['worse_than_input']} of {summary['images']} images")

@@ -1,10 +1,11 @@
 """Image quality metrics: full-reference PSNR/SSIM and no-reference NIQE (docs/metrics.md)."""
 from derain.metrics.niqe import NIQEModel, bundled_model, fit_niqe_model, load_niqe_params, niqe, niqe_features
-from derain.metrics.psnr_ssim import PROTOCOLS, psnr, rgb_to_y, ssim
+from derain.metrics.psnr_ssim import PROTOCOLS, brightness, psnr, rgb_to_y, ssim
 
 __all__ = [
     "PROTOCOLS",
     "NIQEModel",
+    "brightness",
     "bundled_model",
     "fit_niqe_model",
     "load_niqe_params",

@@ -33,6 +33,11 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     return np.floor(y + 0.5).astype(np.uint8)  # MATLAB rounds halves away from zero
 
 
+def brightness(image: np.ndarray) -> float:
+    """Mean MATLAB-Y level of a uint8 RGB image, in grey levels."""
+    return float(rgb_to_y(image).mean())
+
+
 def psnr(pred: np.ndarray, target: np.ndarray, protocol: str = "y") -> float:
     """Peak signal-to-noise ratio in dB, 20·log10(255 / RMSE); ``inf`` for identical images."""
     a, b = _channels(pred, target, protocol)
