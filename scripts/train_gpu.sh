@@ -25,9 +25,13 @@
 #              (s25b); s25a ran on the CPU at 8 x 128² in session 25 (docs/model_history.md, "A drawn threshold:
 #              s25a"), whose mean ships behind 11.5 levels: the plan for the next lease, with SHRINK=0.0451 (that
 #              threshold) and 16 x 256² crops
+#   session26  INIT continued through the wider draw (shrink_jitter 0.8) on s22a's mix (s26a) | with more dense
+#              and haze rain (s26b); ran on the CPU at 8 x 128² in session 26 (docs/model_history.md, "A wider
+#              draw on two mixes: s26a and s26b"), whose mean ships behind 10 levels: the plan for the next
+#              lease, with SHRINK=0.049 (the centre those runs drew around) and 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 25's mean; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (session 26's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
@@ -39,7 +43,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[125]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22 or session25" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[1256]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25 or session26" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -48,6 +52,7 @@ LITE='{light: 0.30, heavy: 0.18, photoshop: 0.06, haze: 0.01, camera: 0.02, dens
 PS='{light: 0.27, heavy: 0.16, photoshop: 0.13, haze: 0.01, camera: 0.02, dense: 0.12, none: 0.29}'
 R15='{light: 0.22, heavy: 0.13, photoshop: 0.12, haze: 0.01, camera: 0.02, dense: 0.06, real: 0.15, none: 0.29}'
 R30='{light: 0.16, heavy: 0.10, photoshop: 0.10, haze: 0.01, camera: 0.02, dense: 0.02, real: 0.30, none: 0.29}'
+R30D='{light: 0.12, heavy: 0.08, photoshop: 0.08, haze: 0.03, camera: 0.02, dense: 0.08, real: 0.30, none: 0.29}'
 R45='{light: 0.10, heavy: 0.07, photoshop: 0.06, haze: 0.01, camera: 0.01, dense: 0.01, real: 0.45, none: 0.29}'
 BANK="[$(awk -F, -v d="$PWD/.device-data/real_rain/sirr100" '$2=="bank"{printf "%s%s/%s", n++ ? ", " : "", d, $1}' scripts/sirr100_split.csv)]"
 DENSE2='{light: 0.25, heavy: 0.15, photoshop: 0.05, haze: 0.01, camera: 0.02, dense: 0.24, none: 0.28}'
@@ -90,6 +95,10 @@ case $PLAN in
     s22a=(--set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}")
     train s25a 19 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.5
     train s25b 20 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
+  session26) runs="s26a s26b"
+    s22a=(--set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}")
+    train s26a 21 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8
+    train s26b 22 "$R30D" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
