@@ -116,8 +116,8 @@ def score_pairs(pairs: list, metrics: list[str], protocol: str, predict: Predict
         row = {"image": pair.name, **score_image(pred, clean, metrics, protocol, niqe_model, str(pair.rainy))}
         if with_input:
             row["psnr_input"] = score_image(rainy, clean, ["psnr"], protocol, None, str(pair.rainy))["psnr"]
-            row["shift"] = brightness(pred) - brightness(clean)
-            row["shift_input"] = brightness(rainy) - brightness(clean)
+            clean_level = brightness(clean)
+            row["shift"], row["shift_input"] = brightness(pred) - clean_level, brightness(rainy) - clean_level
         rows.append(row)
     return rows
 

@@ -72,6 +72,7 @@ cont=(--set stages.scratch.init=$INIT --set model.shrink=${SHRINK:-0.0235} --set
 small=(--set stages.scratch.crop=${SMALL_CROP:-128} --set stages.scratch.batch_size=${SMALL_BATCH:-64})
 real=("${cont[@]}" --set "data.synth.bank=$BANK")  # INIT continued with the `real` family's bank
 slow=(--set stages.scratch.plateau_every=1500)  # the lr halves after 4500 steps without progress, not 1500
+strong=(--set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}")  # s22a's real streaks: stronger, more widely rescaled
 case $PLAN in
   session16) runs="cont v2"
     train cont 7 "$MIX" "${cont[@]}" --set stages.scratch.lr=1e-4
@@ -89,16 +90,14 @@ case $PLAN in
     train r15 15 "$R15" "${real[@]}"
     train r30 16 "$R30" "${real[@]}" ;;
   session22) runs="s22a s22b"
-    train s22a 17 "$R30" "${real[@]}" "${slow[@]}" --set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}"
+    train s22a 17 "$R30" "${real[@]}" "${slow[@]}" "${strong[@]}"
     train s22b 18 "$R45" "${real[@]}" "${slow[@]}" ;;
   session25) runs="s25a s25b"
-    s22a=(--set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}")
-    train s25a 19 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.5
-    train s25b 20 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
+    train s25a 19 "$R30" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.5
+    train s25b 20 "$R30" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
   session26) runs="s26a s26b"
-    s22a=(--set "data.synth.family_params={real: {gain: [1.0, 3.5], scale: [0.6, 1.6]}}")
-    train s26a 21 "$R30" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8
-    train s26b 22 "$R30D" "${real[@]}" "${slow[@]}" "${s22a[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
+    train s26a 21 "$R30" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8
+    train s26b 22 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
