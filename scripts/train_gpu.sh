@@ -27,11 +27,15 @@
 #              threshold) and 16 x 256² crops
 #   session26  INIT continued through the wider draw (shrink_jitter 0.8) on s22a's mix (s26a) | with more dense
 #              and haze rain (s26b); ran on the CPU at 8 x 128² in session 26 (docs/model_history.md, "A wider
-#              draw on two mixes: s26a and s26b"), whose mean ships behind 10 levels: the plan for the next
+#              draw on two mixes: s26a and s26b"), whose mean shipped behind 10 levels: the plan for the next
 #              lease, with SHRINK=0.049 (the centre those runs drew around) and 16 x 256² crops
+#   session28  INIT continued on s26b's mix with detail-picked no-rain crops (data.synth.negatives=12), two seeds
+#              (s28a | s28b); ran on the CPU at 8 x 128² in sessions 27-28 as s27c and s28d (docs/model_history.md,
+#              "Line-rich clean crops: s27c and s28d"), whose mean ships behind 11.25 levels: the plan for the next
+#              lease, with SHRINK=0.049 and 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 26's mean; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (session 28's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
@@ -43,7 +47,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[1256]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25 or session26" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26 or session28" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -98,6 +102,9 @@ case $PLAN in
   session26) runs="s26a s26b"
     train s26a 21 "$R30" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8
     train s26b 22 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 ;;
+  session28) runs="s28a s28b"
+    train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
+    train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait
