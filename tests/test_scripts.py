@@ -196,3 +196,23 @@ def test_threshold_margin_reads_the_raw_residual_and_rebuilds_the_shipped_output
     out = shipped_output(img, raw_residual(net, img), 0.03 * 255, True)
     assert np.abs(out.astype(int) - np.clip(np.round(expected * 255), 0, 255)).max() <= 1
     assert (out < img).mean() > 0.05 and (out == img).mean() > 0.05  # both sides of the threshold
+
+
+def test_receptive_field_of_two_3x3_convs_is_two_pixels():
+    """Two stacked 3×3 convs see a 5×5 square (radius 2, by hand); a mass split between the centre and a
+    pixel 3 away puts 50% at radius 0 and 90% at radius 3."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from receptive_field import gradient_mass, radii
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 3, padding=1))
+    img = (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)
+    mass = gradient_mass(net, img, 12, 10)
+    (r50, r90, r99), farthest = radii(mass, 12, 10)
+    assert farthest == 2 and r99 <= 2 and mass[12, 10] > 0
+    assert mass[:, :8].sum() == 0 and mass[15:].sum() == 0
+    hand = np.zeros((9, 9))
+    hand[4, 4] = hand[1, 4] = 0.5
+    assert radii(hand, 4, 4) == ([0, 3, 3], 3)
