@@ -20,6 +20,8 @@ import torch
 from derain.api import load_network
 from derain.data.demo import PHOTOS, load_photo
 
+from threshold_margin import raw_decoder
+
 
 def gradient_mass(net: torch.nn.Module, img: np.ndarray, y: int, x: int) -> np.ndarray:
     """H×W map of |d out[:, y, x] / d input| summed over input channels, for the sum of out's channels."""
@@ -40,19 +42,13 @@ def radii(mass: np.ndarray, y: int, x: int, shares=(0.5, 0.9, 0.99)) -> tuple[li
     return found, farthest
 
 
-def raw_network(net: torch.nn.Module) -> torch.nn.Module:
-    """The network with the decoder's soft threshold and darken-only cap off (they zero most gradients)."""
-    net.decoder.shrink, net.decoder.darken_only = 0.0, False
-    return net.eval()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--size", type=int, default=288, help="side of the central crop of each photo (at most 300, chelsea's height)")
     parser.add_argument("--points", type=int, default=4, help="output pixels per photo, near the centre")
     args = parser.parse_args()
-    net = raw_network(load_network(args.model))
+    net = load_network(args.model).eval()
     s = args.size
     offsets = [(0, 0), (3, 5), (7, 2), (5, 9), (11, 13), (2, 15)][: args.points]
     total = np.zeros((s, s))
@@ -64,7 +60,8 @@ def main() -> None:
         crop = photo[top:top + s, left:left + s]
         for dy, dx in offsets:
             y, x = s // 2 + dy, s // 2 + dx
-            m = gradient_mass(net, crop, y, x)
+            with raw_decoder(net):  # the threshold and cap would zero most gradients
+                m = gradient_mass(net, crop, y, x)
             # re-centre on the common pixel so the maps add up
             total += np.roll(m, (s // 2 - y, s // 2 - x), axis=(0, 1)) / m.sum()
     (r50, r90, r99), farthest = radii(total, s // 2, s // 2)

@@ -15,6 +15,7 @@ and cap on) against its input: on clean photos, how nearly they come back unchan
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,23 @@ from derain.suite import family_of
 from real_rain_report import read_split
 
 
-def raw_residual(net: torch.nn.Module, img: np.ndarray) -> np.ndarray:
-    """H×W×3 signed output − input in grey levels, with the decoder's threshold and cap switched off."""
+@contextmanager
+def raw_decoder(net: torch.nn.Module):
+    """The decoder's soft threshold and darken-only cap switched off inside the block, restored after."""
     decoder = net.decoder
     shrink, darken_only = decoder.shrink, decoder.darken_only
     decoder.shrink, decoder.darken_only = 0.0, False
     try:
-        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
-        with torch.no_grad():
-            out = net(x)[0].permute(1, 2, 0).numpy()
+        yield net
     finally:
         decoder.shrink, decoder.darken_only = shrink, darken_only
+
+
+def raw_residual(net: torch.nn.Module, img: np.ndarray) -> np.ndarray:
+    """H×W×3 signed output − input in grey levels, with the decoder's threshold and cap switched off."""
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+    with raw_decoder(net), torch.no_grad():
+        out = net(x)[0].permute(1, 2, 0).numpy()
     return out * 255 - img
 
 
