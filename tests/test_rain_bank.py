@@ -117,3 +117,50 @@ def test_real_family_angle_turns_the_banks_streaks_by_that_many_degrees(tmp_path
     gain, scale = draw_param("gain", (1.0, 2.5), rng), draw_param("scale", (0.7, 1.4), rng)
     expected = np.clip(clean + gain * bank.draw((64, 64), rng, scale)[..., None], 0, 1)
     assert "angle" not in meta and np.allclose(plain, expected, atol=1e-6)
+
+
+def dashes_photo(length: int, seed: int = 0, size: int = 160) -> np.ndarray:
+    """Flat grey (60 levels) with 2-px-wide vertical dashes `length` px long, 100 levels brighter, apart
+    from each other: one in each cell of a grid, at a random height in it."""
+    rng = np.random.default_rng(seed)
+    y = np.full((size, size), 60.0)
+    cell = length + 8
+    for top in range(8, size - cell - 8, cell):  # off the edges, which reflect a dash into a longer one
+        for left in range(4, size - 6, 9):
+            t = top + int(rng.integers(0, cell - length))
+            y[t:t + length, left:left + 2] = 160.0
+    return y.astype(np.uint8)[..., None].repeat(3, 2)
+
+
+def test_a_shorter_harvest_length_keeps_the_short_dashes_a_longer_one_drops():
+    """By hand: an opening by a vertical line keeps a 2-px-wide dash whole (100 grey levels over its
+    surroundings, 100 × 219/255 in studio-range Y) if the line fits inside it, and removes it otherwise."""
+    photo = dashes_photo(11)
+    assert rain_angle(photo) == 0
+    dash = photo[..., 0] == 160
+    assert np.allclose(rain_layer(photo, 0, along=9)[dash], 100 * 219 / 255, atol=1)
+    assert np.abs(rain_layer(photo, 0, along=15)).max() < 1
+    assert np.abs(rain_layer(photo, 0, along=9)[~dash]).max() < 1
+
+
+def test_a_bank_harvested_at_two_lengths_holds_a_layer_per_photo_and_length(tmp_path, make_image):
+    photos = [make_image(tmp_path / f"d{k}.png", array=dashes_photo(11, k)) for k in range(2)]
+    single, both = RainBank(photos), RainBank(photos, along=[15, 9, 9])
+    assert single.along == (15,) and len(single.layers) == 2
+    assert both.along == (9, 15) and len(both.layers) == 4
+    assert [float(layer.max()) > 80 for layer in both.layers] == [True, False, True, False]
+    clean = np.full((48, 48, 3), 0.2)
+    rainy, meta = add_family_rain(clean, "real", np.random.default_rng(0), {"real": {"along": [9, 15]}}, both)
+    assert meta["model"] == "bank" and "along" not in meta
+    with pytest.raises(DerainError, match=r"along 7 differs from the bank's \[9, 15\]"):
+        add_family_rain(clean, "real", np.random.default_rng(0), {"real": {"along": 7}}, both)
+    for bad in (0, [], [9, "x"], True):
+        with pytest.raises(DerainError, match="along must be a length in px"):
+            RainBank(photos, along=bad)
+
+
+def test_training_pairs_take_the_harvest_length_from_the_family_params(tmp_path, make_image):
+    photos = [make_image(tmp_path / "d.png", array=dashes_photo(11))]
+    clean = [make_image(tmp_path / "c.png", array=np.full((64, 64, 3), 40, np.uint8))]
+    ds = RainMixDataset(clean, crop=48, weights={"real": 1}, bank=photos, overrides={"real": {"along": 9}})
+    assert ds.bank.along == (9,) and float((ds[0][0] - ds[0][1]).max()) > 0.3

@@ -180,7 +180,7 @@ class RainMixDataset(SeededDataset):
             raise DerainError("RainMixDataset: no clean photos given")
         self.weights = check_weights(weights or TRAIN_WEIGHTS)
         self.overrides = check_overrides(overrides or {})
-        self.bank = bank_for(self.weights, bank)
+        self.bank = bank_for(self.weights, bank, self.overrides)
         self.length = samples_per_epoch
         self._cache: dict[int, np.ndarray] = {}
 

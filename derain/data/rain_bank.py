@@ -9,7 +9,9 @@ real photo with two grey-scale morphology steps, after turning the photo so the 
     opening   of the top-hat by a vertical line ALONG px long: only those at least that long, along the rain
 
 What is left is the light each streak adds over its surroundings, in grey levels. Thin bright scene
-lines along the rain (poles, mullions) come with it, and a veil or drops do not. `RainBank` holds the
+lines along the rain (poles, mullions) come with it, and a veil or drops do not. Short dashes (the
+dense rain of sirr100's 101 and 131) are shorter than ALONG and are left out too, unless the bank
+is also harvested at a shorter length (`along`, e.g. [9, 15]: one layer per photo and length). `RainBank` holds the
 layers of a set of photos and draws crops of them, rescaled, mirrored, optionally turned and scaled in
 strength; `add_bank_rain` adds one to a clean image.
 """
@@ -35,6 +37,7 @@ DEFAULTS = {
     "gain": (1.0, 2.5),  # the harvested layer's strength: a top-hat misses the streak's soft skirt
     "scale": (0.7, 1.4),  # resize of the layer: streak width and length
     "angle": 0,  # degrees the layer is turned by (rain_angle's sense): 0 keeps each photo's own rain angle
+    "along": ALONG,  # px, or a list: the lengths the layers are harvested at (fixed when the bank is built)
 }
 
 
@@ -43,13 +46,14 @@ def rain_angle(img: np.ndarray) -> float:
     return float(ANGLES[rain_angle_index(orientation_energy(img))])
 
 
-def rain_layer(img: np.ndarray, angle: float | None = None) -> np.ndarray:
-    """The streak layer of a uint8 H×W×3 photo: H×W float32, the grey levels each streak adds."""
+def rain_layer(img: np.ndarray, angle: float | None = None, along: int = ALONG) -> np.ndarray:
+    """The streak layer of a uint8 H×W×3 photo: H×W float32, the grey levels each streak at least `along`
+    px long adds."""
     angle = rain_angle(img) if angle is None else angle
     y = rgb_to_y(img).astype(np.float32)
     upright = ndimage.rotate(y, angle, reshape=True, order=1, mode="reflect")  # rain now vertical
     tophat = upright - ndimage.grey_opening(upright, size=(1, ACROSS))
-    streaks = ndimage.grey_opening(tophat, size=(ALONG, 1))
+    streaks = ndimage.grey_opening(tophat, size=(along, 1))
     back = ndimage.rotate(streaks, -angle, reshape=False, order=1)
     top, left = (back.shape[0] - y.shape[0]) // 2, (back.shape[1] - y.shape[1]) // 2
     return np.clip(back[top:top + y.shape[0], left:left + y.shape[1]], 0, 255)
@@ -70,13 +74,26 @@ def bank_photos(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-class RainBank:
-    """The streak layers of real rainy photos (float16, in memory), and random crops of them."""
+def harvest_lengths(along: int | Sequence[int]) -> tuple[int, ...]:
+    """`along` as a sorted tuple of distinct lengths in px, each at least 1."""
+    lengths = (along,) if isinstance(along, (int, np.integer)) else tuple(along)
+    if not lengths or any(not isinstance(a, (int, np.integer)) or isinstance(a, bool) or a < 1 for a in lengths):
+        raise DerainError(f"real rain: along must be a length in px or a list of them, each at least 1; got {along!r}")
+    return tuple(sorted(set(int(a) for a in lengths)))
 
-    def __init__(self, paths: Sequence[str | Path]):
+
+class RainBank:
+    """The streak layers of real rainy photos (float16, in memory), one per photo and harvest length
+    `along`, and random crops of them."""
+
+    def __init__(self, paths: Sequence[str | Path], along: int | Sequence[int] = ALONG):
         self.photos = bank_photos(paths)
-        self.layers = [rain_layer(read_image_uint8(p)).astype(np.float16)
-                       for p in progress_bar(self.photos, desc="rain bank", unit="photo")]
+        self.along = harvest_lengths(along)
+        self.layers = []
+        for p in progress_bar(self.photos, desc="rain bank", unit="photo"):
+            img = read_image_uint8(p)
+            angle = rain_angle(img)
+            self.layers += [rain_layer(img, angle, a).astype(np.float16) for a in self.along]
 
     def draw(self, shape: tuple[int, int], rng: np.random.Generator, scale: float = 1.0,
              angle: float = 0.0) -> np.ndarray:
@@ -106,6 +123,9 @@ def add_bank_rain(clean: np.ndarray, bank: RainBank, rng: np.random.Generator,
     if unknown:
         raise DerainError(f"unknown real rain parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
     p = {**DEFAULTS, **params}
+    if harvest_lengths(p["along"]) != bank.along:
+        raise DerainError(f"real rain: along {p['along']!r} differs from the bank's {list(bank.along)}; "
+                          "build the bank with it (families.bank_for)")
     gain, scale = draw_param("gain", p["gain"], rng), draw_param("scale", p["scale"], rng)
     angle = draw_param("angle", p["angle"], rng)  # a fixed 0 draws nothing: streams stay as they were
     layer = bank.draw(clean.shape[:2], rng, scale, angle)
