@@ -1,7 +1,9 @@
 """Real rain, measured without ground truth: per photo, the share of the oriented streak energy a model
 removed, the share of texture it kept (derain.metrics.streaks) and the brightness shift, in grey levels:
 the mean change of Y, and its median over the pixels. Removing sparse bright streaks lowers the mean but
-leaves the median near 0; a global darkening moves both.
+leaves the median near 0; a global darkening moves both. The background shift is the mean change over the
+pixels that no thin bright detail of the input covers (a white top-hat of 7 px over 4 levels, grown by
+2 px): where the rain added no light, so a model that only takes streaks away leaves it at 0.
 
     python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
     python scripts/real_rain_report.py --model bundled --split report   # sirr100's photos never used to choose
@@ -24,7 +26,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import binary_dilation, gaussian_filter, grey_opening
 
 from derain.cli.run import TTA_HELP
 from derain.data.layouts import list_images, list_pairs, load_pair_uint8
@@ -40,6 +42,17 @@ def brightness_change(rainy: np.ndarray, output: np.ndarray) -> tuple[float, flo
     return float(change.mean()), float(np.median(change))
 
 
+BRIGHT_DETAIL = 4.0  # grey levels of Y over a 7-px opening: a streak, or a thin bright scene detail
+
+
+def background_shift(rainy: np.ndarray, output: np.ndarray) -> tuple[float, float]:
+    """The mean change of Y over the pixels no thin bright detail of `rainy` covers, and their share."""
+    y = rgb_to_y(rainy).astype(np.float64)
+    rest = ~binary_dilation(y - grey_opening(y, size=(7, 7)) > BRIGHT_DETAIL, iterations=2)
+    change = rgb_to_y(output).astype(np.float64) - y
+    return (float(change[rest].mean()) if rest.any() else 0.0), float(rest.mean())
+
+
 def validate(suite: str) -> None:
     fakes = {"perfect": lambda r, c: c, "identity": lambda r, c: r,
              "blur 1.5": lambda r, c: np.clip(gaussian_filter(r.astype(float), (1.5, 1.5, 0)), 0, 255).astype(np.uint8),
@@ -52,15 +65,17 @@ def validate(suite: str) -> None:
         rainy, clean = load_pair_uint8(pair)
         reports = [streak_report(rainy, fake(rainy, clean)) for fake in fakes.values()]
         rows.setdefault(family, []).append([v for r in reports for v in (r["removed"], r["texture_kept"])]
-                                           + list(brightness_change(rainy, clean)))
+                                           + list(brightness_change(rainy, clean))
+                                           + [background_shift(rainy, clean)[0], background_shift(rainy, fakes["darken 0.8"](rainy, clean))[0]])
     print("median removed / texture kept per family, for each stand-in output; the perfect output's mean "
-          "brightness change and median pixel change")
-    print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes) + f"{'perfect: mean / median':>26}")
+          "brightness change, median pixel change and background shift; the darkening's background shift")
+    print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes) + f"{'perfect: mean / median / background':>40}"
+          + f"{'darken: background':>20}")
     for family, values in sorted(rows.items()):
         a = np.array(values)
-        m, shifts = np.median(a, 0), a[:, -2:].mean(0)
+        m, shifts = np.median(a, 0), a[:, -4:].mean(0)
         print(f"{family:<11}" + "".join(f"{m[2 * i]:>12.2f} / {m[2 * i + 1]:.2f}" for i in range(len(fakes)))
-              + f"{shifts[0]:>18.2f} / {shifts[1]:+.2f}")
+              + f"{shifts[0]:>24.2f} / {shifts[1]:+.2f} / {shifts[2]:+.2f}{shifts[3]:>20.2f}")
 
 
 SPLIT = Path(__file__).with_name("sirr100_split.csv")
@@ -79,7 +94,7 @@ def read_split(rainy_dir: str, split: str) -> dict[Path, str]:
 def summary(name: str, a: np.ndarray) -> str:
     return (f"{name} of {len(a)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
             f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%}), "
-            f"median pixel shift {a[:, 3].mean():+.2f}")
+            f"median pixel shift {a[:, 3].mean():+.2f}, background shift {a[:, 4].mean():+.2f}")
 
 
 def report(model_name: str, photos: dict[Path, str], tta: bool = False) -> None:
@@ -92,9 +107,11 @@ def report(model_name: str, photos: dict[Path, str], tta: bool = False) -> None:
         output = model(rainy)
         r = streak_report(rainy, output)
         shift, typical = brightness_change(rainy, output)
-        rows.append((r["removed"], r["texture_kept"], shift, typical))
+        background, share = background_shift(rainy, output)
+        rows.append((r["removed"], r["texture_kept"], shift, typical, background))
         print(f"{path.name:<28} removed {r['removed']:6.1%}  texture kept {r['texture_kept']:6.1%}  "
-              f"brightness {shift:+6.2f}  median pixel {typical:+6.2f}", flush=True)
+              f"brightness {shift:+6.2f}  median pixel {typical:+6.2f}  background {background:+6.2f} "
+              f"({share:.0%} of the pixels)", flush=True)
     a, veil = np.array(rows), np.array(list(photos.values()))
     for label, name in (("yes", "veiled photos, mean"), ("no", "photos without a veil, mean")):
         if (veil == label).any():

@@ -57,6 +57,21 @@ def test_real_rain_report_tells_streak_removal_from_darkening():
     assert abs(mean + 10 * 219 / 255) < 0.6 and abs(median + 10 * 219 / 255) < 0.6
 
 
+def test_the_background_shift_sees_darkening_but_not_streaks_taken_away():
+    """Streaks of +40 on every tenth row (0, 10, ..., 40) of a flat 50-row photo: the rows more than two
+    away from a streak (27 of 50) are the background; taking the streaks off leaves it unchanged, darkening
+    everything by 10 moves it by 10·219/255."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from real_rain_report import background_shift
+
+    clean = np.full((50, 50, 3), 120, np.uint8)
+    rainy = clean.copy()
+    rainy[::10] += 40
+    assert background_shift(rainy, clean) == (0.0, 27 / 50)
+    shift, share = background_shift(rainy, clean - 10)
+    assert abs(shift + 10 * 219 / 255) < 0.6 and share == 27 / 50
+
+
 def test_the_shell_recipes_parse_and_their_overrides_are_valid_config_keys():
     import re
 
