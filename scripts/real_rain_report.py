@@ -66,7 +66,8 @@ def validate(suite: str) -> None:
         reports = [streak_report(rainy, fake(rainy, clean)) for fake in fakes.values()]
         rows.setdefault(family, []).append([v for r in reports for v in (r["removed"], r["texture_kept"])]
                                            + list(brightness_change(rainy, clean))
-                                           + [background_shift(rainy, clean)[0], background_shift(rainy, fakes["darken 0.8"](rainy, clean))[0]])
+                                           + [background_shift(rainy, clean)[0],
+                                              background_shift(rainy, fakes["darken 0.8"](rainy, clean))[0]])
     print("median removed / texture kept per family, for each stand-in output; the perfect output's mean "
           "brightness change, median pixel change and background shift; the darkening's background shift")
     print(f"{'family':<11}" + "".join(f"{name:>20}" for name in fakes) + f"{'perfect: mean / median / background':>40}"

@@ -11,9 +11,9 @@ real photo with two grey-scale morphology steps, after turning the photo so the 
 What is left is the light each streak adds over its surroundings, in grey levels. Thin bright scene
 lines along the rain (poles, mullions) come with it, and a veil or drops do not. Short dashes (the
 dense rain of sirr100's 101 and 131) are shorter than ALONG and are left out too, unless the bank
-is also harvested at a shorter length (`along`, e.g. [9, 15]: one layer per photo and length). `RainBank` holds the
-layers of a set of photos and draws crops of them, rescaled, mirrored, optionally turned and scaled in
-strength; `add_bank_rain` adds one to a clean image.
+is also harvested at a shorter length (`along`, e.g. [9, 15]: one layer per photo and length).
+`RainBank` holds the layers of a set of photos and draws crops of them, rescaled, mirrored, optionally
+turned and scaled in strength; `add_bank_rain` adds one to a clean image.
 """
 from __future__ import annotations
 
