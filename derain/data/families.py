@@ -120,7 +120,7 @@ def bank_for(weights: Mapping[str, float], photos: Sequence[str | Path],
         return None
     if not photos:
         raise DerainError(NEEDS_BANK)
-    return rain_bank.RainBank(photos, (overrides or {}).get("real", {}).get("along", rain_bank.ALONG))
+    return rain_bank.RainBank(photos, (overrides or {}).get("real", {}).get("along", rain_bank.DEFAULTS["along"]))
 
 
 def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS) -> str:
