@@ -8,12 +8,21 @@ pixels that no thin bright detail of the input covers (a white top-hat of 7 px o
     python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
     python scripts/real_rain_report.py --model bundled --split report   # sirr100's photos never used to choose
     python scripts/real_rain_report.py --model bundled --tta             # with the self-ensemble (4 flips)
+    python scripts/real_rain_report.py --validate [--suite results/suite-data]
+    python scripts/real_rain_report.py --layer 1.5 --split choice        # a reference that only takes streaks
 
 --split reads scripts/sirr100_split.csv: `choice` is every second of the first 30 photos, which choose models
 (the other 15 are the `real` rain family's bank); `report`
 the 45 others that are not duplicates of a photo already counted, labelled by eye for a visible veil
 (fog, mist, rain accumulation) before any model was run on them, and reported per label.
-    python scripts/real_rain_report.py --validate [--suite results/suite-data]
+
+The summary also says where the mean shift lies, as each region's share of it in grey levels (they add up
+to the mean): on the rain layer's streaks (`rain_layer` > 4 levels), on their 3-px rims (the streaks' soft
+skirts), on other thin bright detail (short dashes, highlights of the scene) and on the rest.
+--layer G scores no network: the output is the photo with G × its own rain layer taken off its Y, which
+takes streaks and nothing else. The layer follows the measure's rain angle, so it is a reference for how
+little a streak-only removal darkens, not a model the measure ranks fairly: it also takes the scene's thin
+bright lines along the rain, which a clean photo would show.
 
 --validate checks the measure where the truth is known, on the validation suite: the clean photo as the
 "output" (a perfect model), the input itself (nothing removed), a blur (σ 1.5 px) and a darkening (×0.8).
@@ -27,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter, grey_opening
+
+from derain.data.rain_bank import rain_layer
 
 from derain.cli.run import TTA_HELP
 from derain.data.layouts import list_images, list_pairs, load_pair_uint8
@@ -51,6 +62,29 @@ def background_shift(rainy: np.ndarray, output: np.ndarray) -> tuple[float, floa
     rest = ~binary_dilation(y - grey_opening(y, size=(7, 7)) > BRIGHT_DETAIL, iterations=2)
     change = rgb_to_y(output).astype(np.float64) - y
     return (float(change[rest].mean()) if rest.any() else 0.0), float(rest.mean())
+
+
+REGIONS = ("streaks", "rims", "other detail", "rest")
+
+
+def shift_by_region(rainy: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """The mean change of Y split by REGIONS: each region's sum of changes over all the pixels, so the
+    four add up to the mean shift."""
+    y = rgb_to_y(rainy).astype(np.float64)
+    change = rgb_to_y(output).astype(np.float64) - y
+    streaks = rain_layer(rainy) > BRIGHT_DETAIL
+    rims = binary_dilation(streaks, iterations=3) & ~streaks
+    detail = binary_dilation(y - grey_opening(y, size=(7, 7)) > BRIGHT_DETAIL, iterations=2) & ~(streaks | rims)
+    rest = ~(streaks | rims | detail)
+    return np.array([change[region].sum() / change.size for region in (streaks, rims, detail, rest)])
+
+
+def layer_reference(gain: float):
+    """A stand-in model: the photo with `gain` × its own rain layer taken off Y, the same off every channel."""
+    def take_streaks(rainy: np.ndarray) -> np.ndarray:
+        off = gain * rain_layer(rainy)[..., None] * 255 / 219  # Y moves 219/255 of an equal change of R, G, B
+        return np.clip(rainy - off, 0, 255).round().astype(np.uint8)
+    return take_streaks
 
 
 def validate(suite: str) -> None:
@@ -95,13 +129,14 @@ def read_split(rainy_dir: str, split: str) -> dict[Path, str]:
 def summary(name: str, a: np.ndarray) -> str:
     return (f"{name} of {len(a)}: removed {a[:, 0].mean():.1%} (median {np.median(a[:, 0]):.1%}), texture kept "
             f"{a[:, 1].mean():.1%}, brightness shift {a[:, 2].mean():+.2f} (|shift| > 3 on {np.mean(abs(a[:, 2]) > 3):.0%}), "
-            f"median pixel shift {a[:, 3].mean():+.2f}, background shift {a[:, 4].mean():+.2f}")
+            f"median pixel shift {a[:, 3].mean():+.2f}, background shift {a[:, 4].mean():+.2f}; where: "
+            + ", ".join(f"{r} {v:+.2f}" for r, v in zip(REGIONS, a[:, 5:].mean(0))))
 
 
-def report(model_name: str, photos: dict[Path, str], tta: bool = False) -> None:
+def report(model_name: str, photos: dict[Path, str], tta: bool = False, layer: float | None = None) -> None:
     import derain
 
-    model = derain.load(model_name, tta=tta)
+    model = layer_reference(layer) if layer is not None else derain.load(model_name, tta=tta)
     rows = []
     for path in photos:
         rainy = read_image_uint8(path)
@@ -109,7 +144,7 @@ def report(model_name: str, photos: dict[Path, str], tta: bool = False) -> None:
         r = streak_report(rainy, output)
         shift, typical = brightness_change(rainy, output)
         background, share = background_shift(rainy, output)
-        rows.append((r["removed"], r["texture_kept"], shift, typical, background))
+        rows.append((r["removed"], r["texture_kept"], shift, typical, background, *shift_by_region(rainy, output)))
         print(f"{path.name:<28} removed {r['removed']:6.1%}  texture kept {r['texture_kept']:6.1%}  "
               f"brightness {shift:+6.2f}  median pixel {typical:+6.2f}  background {background:+6.2f} "
               f"({share:.0%} of the pixels)", flush=True)
@@ -128,13 +163,15 @@ def main() -> None:
     parser.add_argument("--split", choices=["choice", "report"],
                         help="the photos of this split of scripts/sirr100_split.csv instead of the first N")
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    parser.add_argument("--layer", type=float, metavar="G",
+                        help="score no model: take G × each photo's own rain layer away (a streak-only reference)")
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--suite", default="results/suite-data")
     args = parser.parse_args()
     if args.validate:
         return validate(args.suite)
     photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
-    report(args.model, photos, args.tta)
+    report(args.model, photos, args.tta, args.layer)
 
 
 if __name__ == "__main__":

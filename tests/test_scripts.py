@@ -72,6 +72,30 @@ def test_the_background_shift_sees_darkening_but_not_streaks_taken_away():
     assert abs(shift + 10 * 219 / 255) < 0.6 and share == 27 / 50
 
 
+def test_the_shift_by_region_puts_streaks_taken_on_the_streaks_and_a_darkening_on_the_rest():
+    """Vertical streaks 2 px wide and +40 levels, every 32nd column of a flat photo: taking them off moves
+    Y only where they were (40·219/255 on 2 of every 32 columns, all of it in the 'streaks' region). A
+    darkening by 10 moves every pixel alike, so each region gets its share of the pixels: the rest is
+    what lies more than 3 px from a streak, 75 of the 96 columns (the first streak is on the edge, with one
+    rim). The regions add up to the mean change."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from real_rain_report import brightness_change, layer_reference, shift_by_region
+
+    clean = np.full((96, 96, 3), 120, np.uint8)
+    rainy = clean.copy()
+    rainy[:, ::32] += 40
+    rainy[:, 1::32] += 40
+    for output in (clean, rainy - 10):
+        parts = shift_by_region(rainy, output)
+        assert abs(parts.sum() - brightness_change(rainy, output)[0]) < 1e-9
+    assert abs(shift_by_region(rainy, clean)[0] + 40 * 219 / 255 * 2 / 32) < 0.05
+    assert np.abs(shift_by_region(rainy, clean)[1:]).max() < 1e-9
+    parts = shift_by_region(rainy, rainy - 10)
+    assert abs(parts[3] / parts.sum() - 75 / 96) < 0.01
+    taken = layer_reference(1.0)(rainy)
+    assert np.abs(taken.astype(int) - clean).max() <= 2  # the layer is the streaks: the reference takes them
+
+
 def test_the_shell_recipes_parse_and_their_overrides_are_valid_config_keys():
     import re
 
