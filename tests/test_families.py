@@ -357,3 +357,8 @@ def test_no_rain_crops_are_the_most_detailed_of_the_candidates(tmp_path):
     rain_one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=5)
     rain_four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=5, negatives=4)
     assert all(torch.equal(rain_one[i][0], rain_four[i][0]) for i in range(5))  # rainy crops are untouched
+    rain_one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40)
+    rain_four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40, detailed_rain=4)
+    assert 0.3 < share(rain_one) < 0.7 and share(rain_four) > 0.85  # detailed_rain picks the rainy crops' scenes
+    with pytest.raises(DerainError, match="detailed_rain must be at least 1"):
+        RainMixDataset(files, crop=32, samples_per_epoch=5, detailed_rain=0)

@@ -165,16 +165,17 @@ class RainMixDataset(SeededDataset):
     of a family drawn by `weights` (derain.data.families), so no two samples share their rain; `overrides`
     replace a family's parameter ranges (families.check_overrides).
     A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
-    scene lines the model must learn to keep. The `real` family's streaks come from the photos of `bank`
+    scene lines the model must learn to keep; a rainy one the most detailed of `detailed_rain`: rain over such
+    lines, which the model must tell apart from them. The `real` family's streaks come from the photos of `bank`
     (derain.data.rain_bank). Decoded photos are cached per process."""
 
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
                  weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
-                 overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = ()):
+                 detailed_rain: int = 1, overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = ()):
         super().__init__(crop, True, seed)
-        if negatives < 1:
-            raise DerainError(f"negatives must be at least 1, got {negatives}")
-        self.negatives = negatives
+        if negatives < 1 or detailed_rain < 1:
+            raise DerainError(f"negatives and detailed_rain must be at least 1, got {negatives} and {detailed_rain}")
+        self.negatives, self.detailed_rain = negatives, detailed_rain
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
@@ -196,8 +197,9 @@ class RainMixDataset(SeededDataset):
         rng = self.rng(index)
         (clean,) = self.prepare([self.random_photo(rng)], rng)
         family = draw_family(rng, self.weights)
-        if family == "none" and self.negatives > 1:
-            others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(self.negatives - 1)]
+        picks = self.negatives if family == "none" else self.detailed_rain
+        if picks > 1:
+            others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(picks - 1)]
             clean = max([clean, *others], key=detail_energy)
         rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides, self.bank)
         return to_tensor(rainy), to_tensor(clean)

@@ -126,6 +126,7 @@ class SynthConfig:
     bank: list = field(default_factory=list)  # online: real rainy photos (files or folders) for the `real` family
     samples_per_epoch: int = 4096  # online: crops per epoch (each with fresh rain)
     negatives: int = 1  # online: a no-rain crop is the most detailed of this many random crops
+    detailed_rain: int = 1  # online: a rainy crop is the most detailed of this many (rain over fine scene lines)
 
     def __post_init__(self):
         try:
@@ -136,8 +137,8 @@ class SynthConfig:
             raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
-        if self.count < 1 or self.negatives < 1 or (self.crop is not None and self.crop < 1):
-            raise ValueError("count, negatives and crop must be at least 1")
+        if min(self.count, self.negatives, self.detailed_rain) < 1 or (self.crop is not None and self.crop < 1):
+            raise ValueError("count, negatives, detailed_rain and crop must be at least 1")
         unknown = sorted(set(self.params) - set(RAIN_DEFAULTS[self.rain_model]))
         if unknown:
             raise ValueError(f"params: unknown {self.rain_model} rain parameter(s) {unknown}; "
