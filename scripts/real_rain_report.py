@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter, grey_opening
 
-from derain.data.rain_bank import rain_layer
-
 from derain.cli.run import TTA_HELP
 from derain.data.layouts import list_images, list_pairs, load_pair_uint8
+from derain.data.rain_bank import rain_layer
 from derain.imageio import read_image_uint8
 from derain.metrics.psnr_ssim import rgb_to_y
 from derain.metrics.streaks import streak_report
@@ -56,10 +55,15 @@ def brightness_change(rainy: np.ndarray, output: np.ndarray) -> tuple[float, flo
 BRIGHT_DETAIL = 4.0  # grey levels of Y over a 7-px opening: a streak, or a thin bright scene detail
 
 
+def thin_bright_detail(y: np.ndarray) -> np.ndarray:
+    """Where Y has thin bright detail: a white top-hat of 7 px over BRIGHT_DETAIL, grown by 2 px."""
+    return binary_dilation(y - grey_opening(y, size=(7, 7)) > BRIGHT_DETAIL, iterations=2)
+
+
 def background_shift(rainy: np.ndarray, output: np.ndarray) -> tuple[float, float]:
     """The mean change of Y over the pixels no thin bright detail of `rainy` covers, and their share."""
     y = rgb_to_y(rainy).astype(np.float64)
-    rest = ~binary_dilation(y - grey_opening(y, size=(7, 7)) > BRIGHT_DETAIL, iterations=2)
+    rest = ~thin_bright_detail(y)
     change = rgb_to_y(output).astype(np.float64) - y
     return (float(change[rest].mean()) if rest.any() else 0.0), float(rest.mean())
 
@@ -74,7 +78,7 @@ def shift_by_region(rainy: np.ndarray, output: np.ndarray) -> np.ndarray:
     change = rgb_to_y(output).astype(np.float64) - y
     streaks = rain_layer(rainy) > BRIGHT_DETAIL
     rims = binary_dilation(streaks, iterations=3) & ~streaks
-    detail = binary_dilation(y - grey_opening(y, size=(7, 7)) > BRIGHT_DETAIL, iterations=2) & ~(streaks | rims)
+    detail = thin_bright_detail(y) & ~(streaks | rims)
     rest = ~(streaks | rims | detail)
     return np.array([change[region].sum() / change.size for region in (streaks, rims, detail, rest)])
 
