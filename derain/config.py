@@ -28,6 +28,7 @@ class ModelConfig:
     se_window: int = 31  # channel-attention pooling window in tokens; 0 = global (as CA-ViT)
     spp_kernels: tuple[int, ...] = field(default=(5, 9, 13))
     detail_dim: int = 0  # width of the image decoders' full-resolution detail path; 0 = none
+    context_dim: int = 0  # width of the detail path's dilated context branch (needs detail_dim); 0 = none
     darken_only: bool = False  # D_dr: no output pixel brighter than the input (rain only adds light)
     shrink: float = 0.0  # D_dr: soft threshold on the residual, 0-1 scale: smaller changes are dropped
 
@@ -42,6 +43,8 @@ class ModelConfig:
             raise DerainError(f"model config: shrink must be in [0, 1), got {self.shrink}")
         if self.detail_dim < 0:
             raise DerainError(f"model config: detail_dim must be >= 0, got {self.detail_dim}")
+        if self.context_dim < 0 or (self.context_dim and not self.detail_dim):
+            raise DerainError(f"model config: context_dim={self.context_dim} needs detail_dim > 0 and must be >= 0")
         if any(k < 1 or k % 2 == 0 for k in self.spp_kernels):
             raise DerainError(f"model config: spp_kernels must be odd and positive, got {list(self.spp_kernels)}")
 

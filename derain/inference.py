@@ -139,13 +139,15 @@ def receptive_radius(cfg: ModelConfig) -> int | None:
     In tokens: stem conv 1, spatial attention 2 convs, each block max(window attention w-1,
     local 3×3 conv 1 + channel-attention box se_window//2), fuse conv 1, SPP box max(k)//2,
     head conv 1. A token spans patch_size pixels, which adds up to patch_size-1 more. A detail
-    path adds its 3 full-resolution convs after the fusion.
+    path adds its 3 full-resolution convs after the fusion; its context branch sees 15 px of the
+    image before them.
     """
     if cfg.se_window == 0:
         return None
     per_block = max(cfg.window_size - 1, 1 + cfg.se_window // 2)
     tokens = 1 + 2 + cfg.depth * per_block + 1 + max(cfg.spp_kernels) // 2 + 1
-    return (tokens + 1) * cfg.patch_size - 1 + (3 if cfg.detail_dim else 0)
+    coarse = (tokens + 1) * cfg.patch_size - 1
+    return max(coarse, 15 if cfg.context_dim else 0) + (3 if cfg.detail_dim else 0)
 
 
 def activation_bytes_per_pixel(cfg: ModelConfig, dtype_bytes: int = 4) -> float:
@@ -156,10 +158,11 @@ def activation_bytes_per_pixel(cfg: ModelConfig, dtype_bytes: int = 4) -> float:
     for attention scores and masks. The default preset measures 0.8-1.0 KB per pixel on the CPU
     against 1.06 KB from this formula (benchmarks/bench_infer.py checks the peak RSS). A full-resolution
     detail path (`detail_dim`) adds about 6·detail_dim values per pixel: the upsampled residual, its
-    activation, the image branch, their concatenation (two) and the fusion conv alive together.
+    activation, the image branch, their concatenation (two) and the fusion conv alive together; a
+    context branch (`context_dim`) about 2·context_dim more: one conv's input and output.
     """
     per_token = 16 * cfg.dim + (cfg.num_heads + 2) * cfg.window_size ** 2
-    return (per_token / cfg.patch_size ** 2 + 6 * cfg.detail_dim) * dtype_bytes
+    return (per_token / cfg.patch_size ** 2 + 6 * cfg.detail_dim + 2 * cfg.context_dim) * dtype_bytes
 
 
 def tile_for_budget(cfg: ModelConfig, max_memory: int, overlap: int, dtype_bytes: int = 4,

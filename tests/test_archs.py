@@ -319,3 +319,25 @@ def test_shrink_jitter_draws_one_threshold_per_sample_in_training_only():
 def test_shrink_out_of_range_is_a_clear_error():
     with pytest.raises(DerainError, match="shrink must be in"):
         load_model_config({**load_model_config("tiny").to_dict(), "shrink": -0.1})
+
+
+@pytest.mark.parametrize("context, reach", [(0, 5), (4, 18)])
+def test_the_detail_path_sees_the_image_as_far_as_its_kernels_reach(context, reach):
+    """Hand count of the full-resolution reach from the image: the image branch's two 3×3 convs (2 px), or the
+    context branch's 3×3 convs at dilations 1, 2, 4, 8 (15 px; its 1×1 out conv adds none), then the two fusion
+    convs and the output conv (3 px). The gradient of one output pixel is non-zero exactly that far."""
+    torch.manual_seed(0)
+    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4, "context_dim": context})
+    fusion = net.decoder.detail
+    with torch.no_grad():
+        for p in fusion.parameters():
+            p.normal_(0, 0.5)
+    img = torch.rand(1, 3, 64, 64, requires_grad=True)
+    fusion(torch.rand(1, 4, 64, 64), img)[0, :, 32, 32].sum().backward()
+    rows, cols = np.nonzero(img.grad[0].abs().sum(0).numpy())
+    assert rows.min() == cols.min() == 32 - reach and rows.max() == cols.max() == 32 + reach
+
+
+def test_a_context_branch_needs_the_detail_path():
+    with pytest.raises(DerainError, match="context_dim=8 needs detail_dim"):
+        load_model_config({**load_model_config("tiny").to_dict(), "context_dim": 8})

@@ -13,16 +13,16 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the [onnx] ex
 pytest.importorskip("onnxscript", reason="the ONNX exporter needs onnxscript (the [onnx] extra)")
 
 
-@pytest.fixture(scope="module", params=[(0, False, 0.0), (4, True, 0.05)],
-                ids=["tiny", "tiny+detail+darken_only+shrink"])
+@pytest.fixture(scope="module", params=[(0, 0, False, 0.0), (4, 4, True, 0.05)],
+                ids=["tiny", "tiny+detail+context+darken_only+shrink"])
 def exported(tmp_path_factory, request):
-    """A tiny model (plain, and with the detail path, darken_only and shrink) with large random weights (so
-    mistakes show), exported through the CLI."""
+    """A tiny model (plain, and with the detail path and its context branch, darken_only and shrink) with
+    large random weights (so mistakes show), exported through the CLI."""
     root = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    detail, darken, shrink = request.param
-    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": detail, "darken_only": darken,
-                        "shrink": shrink}).eval()
+    detail, context, darken, shrink = request.param
+    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": detail, "context_dim": context,
+                        "darken_only": darken, "shrink": shrink}).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.3)

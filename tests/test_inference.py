@@ -30,11 +30,12 @@ def strong_tiny():
     return net
 
 
-@pytest.mark.parametrize("detail", [0, 4])
-def test_receptive_radius_bounds_where_one_pixel_has_effect(strong_tiny, detail):
+@pytest.mark.parametrize("detail, context", [(0, 0), (4, 0), (4, 4)])
+def test_receptive_radius_bounds_where_one_pixel_has_effect(strong_tiny, detail, context):
     if detail:
         torch.manual_seed(0)
-        strong_tiny = create_model({**strong_tiny.config.to_dict(), "detail_dim": detail}).eval()
+        strong_tiny = create_model({**strong_tiny.config.to_dict(), "detail_dim": detail,
+                                    "context_dim": context}).eval()
         with torch.no_grad():
             for p in strong_tiny.parameters():
                 p.normal_(0, 0.3)
@@ -161,12 +162,12 @@ class LiveBytes(TorchDispatchMode):
         self.now -= self.live.pop(key)
 
 
-@pytest.mark.parametrize("detail_dim", [0, 24])
-def test_activation_estimate_bounds_the_measured_peak(detail_dim):
+@pytest.mark.parametrize("detail_dim, context_dim", [(0, 0), (24, 0), (24, 16)])
+def test_activation_estimate_bounds_the_measured_peak(detail_dim, context_dim):
     """The per-pixel estimate that sizes tiles is above the measured peak of live activations, and not
-    loose by more than 2x: the full-resolution detail path included."""
+    loose by more than 2x: the full-resolution detail path and its context branch included."""
     torch.manual_seed(0)
-    cfg = dataclasses.replace(create_model("default").config, detail_dim=detail_dim)
+    cfg = dataclasses.replace(create_model("default").config, detail_dim=detail_dim, context_dim=context_dim)
     net, side = create_model(cfg).eval(), 128
     with torch.no_grad(), LiveBytes() as counter:
         net(torch.rand(1, 3, side, side))

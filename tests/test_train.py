@@ -14,11 +14,11 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from derain.archs import Encoder
+from derain.archs import Encoder, create_model
 from derain.cli import main
 from derain.config import load_model_config
 from derain.errors import DerainError
-from derain.hub import from_pretrained
+from derain.hub import from_pretrained, save_pretrained
 from derain.losses import lowfreq_loss, recon_loss
 from derain.data import CLEAR_LABEL
 from derain.data.families import holdout
@@ -28,7 +28,7 @@ from derain.train.distributed import Dist
 from derain.train.loop import Context, batch_stream, train_stage
 from derain.train.pipeline import train
 from derain.train.rundir import RunDir, RunLog, load_checkpoint
-from derain.train.stages import Stage, build_stage, stage_loss
+from derain.train.stages import Stage, build_stage, load_weights, stage_loss
 
 REPO = Path(__file__).parents[1]
 MODEL = {"dim": 8, "depth": 1, "num_heads": 2, "window_size": 4, "mlp_ratio": 2.0, "patch_size": 2,
@@ -436,6 +436,31 @@ def test_scratch_can_start_from_a_trained_model_and_refuses_a_mismatched_one(fin
         train(wider, tmp_path / "wider", stages=["scratch"])
     with pytest.raises(DerainError, match="only scratch can start"):
         train(tiny_config(data, recon={"init": "bundled"}), tmp_path / "recon", stages=["recon"])
+
+
+def test_a_warm_start_may_add_a_context_branch_which_starts_at_zero_and_trains_at_its_own_lr(data, tmp_path):
+    """init from a network without the dilated context branch: the rest is loaded, the branch's output conv
+    starts at zero (the output is the init's), and Adam's first step moves it by lr_added per weight while
+    lr 1e-12 keeps the rest."""
+    torch.manual_seed(0)
+    source = create_model({**MODEL, "detail_dim": 4})
+    save_pretrained(source, tmp_path / "source")
+    with_context = {**MODEL, "detail_dim": 4, "context_dim": 4}
+    net = create_model(with_context)
+    added = load_weights(net, str(tmp_path / "source"))
+    assert added and all(".context." in k for k in added)
+    assert set(net.state_dict()) - set(source.state_dict()) == set(added)
+    x = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x), source.eval()(x))
+    cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": 1e-2, "val_every": 0, "clip_grad": 0,
+                                        "init": str(tmp_path / "source")}), "model": with_context}
+    train(cfg, tmp_path / "run", stages=["scratch"])
+    after = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
+    for k, v in source.state_dict().items():
+        assert torch.allclose(after[k], v, atol=1e-6), k
+    step = after["decoder.detail.context.out.weight"].abs()
+    assert torch.allclose(step, torch.full_like(step, 1e-2), rtol=1e-2)  # Adam's first step: lr·g/(|g| + eps)
 
 
 def test_validation_models_can_be_kept_and_averaged(data, tmp_path):

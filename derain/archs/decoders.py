@@ -1,7 +1,8 @@
 """Decoders (paper Fig. 3). D_recog: SPP -> average pool -> FC (one score per image).
 D_recon and D_dr share one design: SPP -> conv, giving an image residual. With `detail_dim` > 0 the
 conv's output is brought to full resolution and fused with a full-resolution detail path, a few 3×3
-convs on the image itself, so that 1-4 px streaks are seen at their own scale."""
+convs on the image itself, so that 1-4 px streaks are seen at their own scale. With `context_dim` > 0
+a dilated context branch widens that path's full-resolution reach from 5 to 18 px each way."""
 from __future__ import annotations
 
 import torch
@@ -55,21 +56,48 @@ def pixel_shuffle_channels_last(x: torch.Tensor, p: int) -> torch.Tensor:
     return x.permute(0, 1, 4, 2, 5, 3).reshape(B, H * p, W * p, c).permute(0, 3, 1, 2)
 
 
-class DetailFusion(nn.Module):
-    """Full-resolution detail path: 2 convs on the image, concatenated with the upsampled decoder
-    features, 2 more convs and the output conv: 5 px of full-resolution reach from the image, 3 px
-    added to the coarse path's."""
+class DilatedContext(nn.Module):
+    """3×3 convs at dilations 1, 2, 4, 8 on the image (15 px each way), then a 1×1 conv to the detail
+    path's width. The 1×1 conv starts at zero, so a trained network given this branch is unchanged
+    until the branch learns: whether a thin bright line is rain or scene can depend on what lies
+    10-15 px around it (other streaks, or the rest of a palm frond)."""
+
+    DILATIONS = (1, 2, 4, 8)
 
     def __init__(self, in_chans: int, width: int, out_chans: int):
         super().__init__()
+        layers, c = [], in_chans
+        for d in self.DILATIONS:
+            layers += [nn.Conv2d(c, width, 3, padding=d, dilation=d), nn.LeakyReLU(0.2, inplace=True)]
+            c = width
+        self.convs = nn.Sequential(*layers)
+        self.out = nn.Conv2d(width, out_chans, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return self.out(self.convs(img))
+
+
+class DetailFusion(nn.Module):
+    """Full-resolution detail path: 2 convs on the image (plus the dilated context branch, if any),
+    concatenated with the upsampled decoder features, 2 more convs and the output conv: 5 px of
+    full-resolution reach from the image (18 with the context branch), 3 px added to the coarse path's."""
+
+    def __init__(self, in_chans: int, width: int, out_chans: int, context: int = 0):
+        super().__init__()
         self.detail = conv_stack([in_chans, width, width])
+        self.context = DilatedContext(in_chans, context, width) if context else None
         self.fuse = conv_stack([2 * width, width, width])
         self.out = nn.Conv2d(width, out_chans, 3, padding=1)
 
     def forward(self, coarse: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
         # channels-last: oneDNN's full-resolution convs run 2x faster than on NCHW (benchmarks/bench_train.py)
         coarse, img = (t.contiguous(memory_format=torch.channels_last) for t in (coarse, img))
-        return self.out(self.fuse(torch.cat([coarse, self.detail(img)], 1)))
+        detail = self.detail(img)
+        if self.context is not None:
+            detail = detail + self.context(img)
+        return self.out(self.fuse(torch.cat([coarse, detail], 1)))
 
 
 class ImageDecoder(nn.Module):
@@ -82,13 +110,13 @@ class ImageDecoder(nn.Module):
     shrink × [1 − j, 1 + j], so no constant offset of the residual can cancel the threshold."""
 
     def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
-                 detail_dim: int = 0, darken_only: bool = False, shrink: float = 0.0):
+                 detail_dim: int = 0, darken_only: bool = False, shrink: float = 0.0, context_dim: int = 0):
         super().__init__()
         self.patch_size, self.darken_only, self.shrink = patch_size, darken_only, shrink
         self.shrink_jitter = 0.0
         self.spp = SPP(dim, kernels)
         self.conv = nn.Conv2d(dim, (detail_dim or out_chans) * patch_size**2, 3, padding=1)
-        self.detail = DetailFusion(out_chans, detail_dim, out_chans) if detail_dim else None
+        self.detail = DetailFusion(out_chans, detail_dim, out_chans, context_dim) if detail_dim else None
 
     def forward(self, feats: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
         residual = self.conv(self.spp(feats))

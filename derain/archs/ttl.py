@@ -40,7 +40,7 @@ class ImageNet(nn.Module):
         self.config = cfg
         self.encoder = Encoder(cfg)
         self.decoder = ImageDecoder(cfg.dim, cfg.spp_kernels, cfg.in_chans, cfg.patch_size, cfg.detail_dim,
-                                    cfg.darken_only, cfg.shrink)
+                                    cfg.darken_only, cfg.shrink, cfg.context_dim)
         self.apply(init_weights)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:

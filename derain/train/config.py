@@ -88,9 +88,12 @@ class RestorationConfig(StageConfig):
     lowfreq: float = 0.0  # weight of the MSE of the size×size block means; 0 = the paper's Eq. 2 alone
     lowfreq_size: int = 8  # block side, in pixels
     shrink_jitter: float = 0.0  # train through a per-crop threshold drawn from model.shrink × [1 − j, 1 + j]
+    lr_added: float = 0.0  # scratch with init: lr of a branch the init lacks (a new context branch); 0 = lr
 
     def __post_init__(self):
         super().__post_init__()
+        if self.lr_added < 0:
+            raise ValueError(f"lr_added must be non-negative, got {self.lr_added}")
         if self.lowfreq < 0 or self.lowfreq_size < 1:
             raise ValueError(f"lowfreq must be non-negative and lowfreq_size at least 1, got {self.lowfreq} and {self.lowfreq_size}")
         if not 0 <= self.shrink_jitter < 1:

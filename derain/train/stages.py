@@ -98,14 +98,18 @@ def build_stage(name: str, cfg: TrainConfig, run: RunDir, device: torch.device) 
     return BUILDERS[name](cfg, run, device)
 
 
-def load_weights(net: nn.Module, spec: str) -> None:
-    """`net`'s weights from the model `spec` names (derain.hub.resolve_model); the architectures must match."""
+def load_weights(net: nn.Module, spec: str) -> list[str]:
+    """`net`'s weights from the model `spec` names (derain.hub.resolve_model); the architectures must match,
+    except that `net` may add a dilated context branch (`context_dim`), which starts where it was built: at zero."""
     path = resolve_model(spec)
+    state = from_pretrained(path).state_dict()
+    added = [k for k in net.state_dict() if ".context." in k and k not in state]
     try:
-        net.load_state_dict(from_pretrained(path).state_dict())
+        net.load_state_dict({**state, **{k: net.state_dict()[k] for k in added}})
     except RuntimeError as exc:
         raise DerainError(f"init {spec}: its network differs from this config's model ({path / 'config.json'}): "
                           f"{str(exc).splitlines()[0]}") from None
+    return added
 
 
 def save_model(name: str, run: RunDir) -> Callable[[nn.Module], None]:
@@ -205,12 +209,15 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
 def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     s = cfg.stages["scratch"]
     net = ImageNet(cfg.student)
-    if s.init:  # a warm start: continue a trained network on this stage's data
-        load_weights(net, s.init)
+    added = load_weights(net, s.init) if s.init else []  # a warm start: continue a trained network on this stage's data
     net.decoder.shrink_jitter = s.shrink_jitter
+    params = dict(net.named_parameters())
+    groups = [{"params": [p for k, p in params.items() if k not in added], "lr": s.lr}]
+    if added:
+        groups.append({"params": [params[k] for k in added], "lr": s.lr_added or s.lr})
     return Stage("scratch", Supervised(net, stage_loss(s)),
                  pairs_dataset(cfg, run, s.crop),
-                 [{"params": list(net.parameters()), "lr": s.lr}], save_model("scratch", run), val_net=net)
+                 groups, save_model("scratch", run), val_net=net)
 
 
 BUILDERS = {"recog": recog, "recon": recon, "distill": distill, "finetune": finetune, "scratch": scratch}
