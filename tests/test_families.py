@@ -14,8 +14,8 @@ from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
 from derain.data.duplicates import duplicate_groups, thumbnail
-from derain.data.families import (SYNTHETIC_FAMILIES, add_family_rain, check_overrides, detail_energy, holdout, in_holdout,
-                                   jpeg_round_trip, mix_rain)
+from derain.data.families import (SYNTHETIC_FAMILIES, add_family_rain, aligned_line_energy, check_overrides, detail_energy,
+                                   holdout, in_holdout, jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
 from derain.suite import build_suite, score_suite, summarize
@@ -360,5 +360,36 @@ def test_no_rain_crops_are_the_most_detailed_of_the_candidates(tmp_path):
     rain_one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40)
     rain_four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40, detailed_rain=4)
     assert 0.3 < share(rain_one) < 0.7 and share(rain_four) > 0.85  # detailed_rain picks the rainy crops' scenes
-    with pytest.raises(DerainError, match="detailed_rain must be at least 1"):
+    with pytest.raises(DerainError, match="detailed_rain and aligned_rain must be at least 1"):
         RainMixDataset(files, crop=32, samples_per_epoch=5, detailed_rain=0)
+
+
+def test_aligned_line_energy_scores_bright_lines_along_the_rain_and_not_across_it():
+    flat = np.full((36, 36, 3), 0.5)
+    along, across, dots, dark = flat.copy(), flat.copy(), flat.copy(), flat.copy()
+    along[:, 3::6] = 1.0
+    across[3::6, :] = 1.0
+    dots[3::6, 3::6] = 1.0
+    dark[:, 3::6] = 0.0
+    # a 1-px line of +0.5 every 6 columns: 0.5 − 0.5/5 = 0.4 over the 1×5 mean on the line, below it (cut) beside it
+    assert aligned_line_energy(along) == pytest.approx(0.4 ** 2 / 6, rel=1e-9)
+    assert aligned_line_energy(across) < 1e-12
+    assert aligned_line_energy(dark) == pytest.approx(4 * 0.1 ** 2 / 6, rel=1e-9)  # only the 4 neighbours, 0.1 above
+    assert aligned_line_energy(dots) < aligned_line_energy(along) / 20
+    assert detail_energy(across) == pytest.approx(detail_energy(along))  # what detail_energy cannot tell apart
+
+
+def test_aligned_rain_picks_rainy_crops_with_lines_along_the_rain(tmp_path):
+    along, across = np.full((64, 64, 3), 0.5), np.full((64, 64, 3), 0.5)
+    along[:, ::5], across[::5, :] = 1.0, 1.0
+    files = [tmp_path / "along.png", tmp_path / "across.png"]
+    for f, img in zip(files, (along, across)):
+        Image.fromarray((img * 255).astype(np.uint8)).save(f)
+    # the clean crop's lines run down the columns (each column constant); flips and turns make either photo either way
+    vertical = lambda ds: np.mean([float(ds[i][1][0].std(0).max()) == 0 for i in range(40)])  # noqa: E731
+    one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40)
+    four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40, aligned_rain=4)
+    assert 0.3 < vertical(one) < 0.7 and vertical(four) > 0.85  # 1 - 0.5⁴ = 0.94 expected
+    with pytest.raises(DerainError, match="set one of them"):
+        RainMixDataset(files, crop=32, samples_per_epoch=5, detailed_rain=2, aligned_rain=2)
+

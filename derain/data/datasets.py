@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral, random_flip
 from derain.data.degradations import RandomBlur
-from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, bank_for, check_overrides, check_weights,
-                                  detail_energy, draw_family)
+from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, aligned_line_energy, bank_for, check_overrides,
+                                  check_weights, detail_energy, draw_family)
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image
@@ -166,16 +166,24 @@ class RainMixDataset(SeededDataset):
     replace a family's parameter ranges (families.check_overrides).
     A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
     scene lines the model must learn to keep; a rainy one the most detailed of `detailed_rain`: rain over such
-    lines, which the model must tell apart from them. The `real` family's streaks come from the photos of `bank`
-    (derain.data.rain_bank). Decoded photos are cached per process."""
+    lines, which the model must tell apart from them, or the one of `aligned_rain` with the most bright thin
+    lines along the rain's directions (families.aligned_line_energy): scene lines that look most like streaks.
+    The `real` family's streaks come from the photos of `bank` (derain.data.rain_bank). Decoded photos are
+    cached per process."""
 
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
                  weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
-                 detailed_rain: int = 1, overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = ()):
+                 detailed_rain: int = 1, overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = (),
+                 aligned_rain: int = 1):
         super().__init__(crop, True, seed)
-        if negatives < 1 or detailed_rain < 1:
-            raise DerainError(f"negatives and detailed_rain must be at least 1, got {negatives} and {detailed_rain}")
-        self.negatives, self.detailed_rain = negatives, detailed_rain
+        if min(negatives, detailed_rain, aligned_rain) < 1:
+            raise DerainError(f"negatives, detailed_rain and aligned_rain must be at least 1, got {negatives}, "
+                              f"{detailed_rain} and {aligned_rain}")
+        if detailed_rain > 1 and aligned_rain > 1:
+            raise DerainError("detailed_rain and aligned_rain each pick the rainy crops' scenes: set one of them")
+        self.negatives = negatives
+        self.rain_picks, self.rain_key = ((aligned_rain, aligned_line_energy) if aligned_rain > 1
+                                          else (detailed_rain, detail_energy))
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
@@ -197,10 +205,10 @@ class RainMixDataset(SeededDataset):
         rng = self.rng(index)
         (clean,) = self.prepare([self.random_photo(rng)], rng)
         family = draw_family(rng, self.weights)
-        picks = self.negatives if family == "none" else self.detailed_rain
+        picks, key = (self.negatives, detail_energy) if family == "none" else (self.rain_picks, self.rain_key)
         if picks > 1:
             others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(picks - 1)]
-            clean = max([clean, *others], key=detail_energy)
+            clean = max([clean, *others], key=key)
         rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides, self.bank)
         return to_tensor(rainy), to_tensor(clean)
 

@@ -141,6 +141,15 @@ def detail_energy(img: np.ndarray) -> float:
     return float(np.mean((luma - uniform_filter(luma, 5, mode="reflect")) ** 2))
 
 
+def aligned_line_energy(img: np.ndarray) -> float:
+    """Mean square of the bright thin lines that run within about 30° of vertical, as rain does: the luma's
+    excess over its 1×5 horizontal box mean (bright, narrower than 5 px across), averaged over 9 px
+    down each column (long along the rain). Dots and horizontal lines score near zero."""
+    luma = np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    bright = np.maximum(luma - uniform_filter(luma, (1, 5), mode="reflect"), 0.0)
+    return float(np.mean(uniform_filter(bright, (9, 1), mode="reflect") ** 2))
+
+
 def in_holdout(key: str, share: float) -> bool:
     """Whether a photo with this key (its name, or path under the root) hashes into the held-out share."""
     digest = hashlib.sha256(key.encode()).digest()

@@ -130,6 +130,7 @@ class SynthConfig:
     samples_per_epoch: int = 4096  # online: crops per epoch (each with fresh rain)
     negatives: int = 1  # online: a no-rain crop is the most detailed of this many random crops
     detailed_rain: int = 1  # online: a rainy crop is the most detailed of this many (rain over fine scene lines)
+    aligned_rain: int = 1  # online: or the one of this many with most bright thin lines along the rain's directions
 
     def __post_init__(self):
         try:
@@ -140,8 +141,8 @@ class SynthConfig:
             raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
-        if min(self.count, self.negatives, self.detailed_rain) < 1 or (self.crop is not None and self.crop < 1):
-            raise ValueError("count, negatives, detailed_rain and crop must be at least 1")
+        if min(self.count, self.negatives, self.detailed_rain, self.aligned_rain) < 1 or (self.crop is not None and self.crop < 1):
+            raise ValueError("count, negatives, detailed_rain, aligned_rain and crop must be at least 1")
         unknown = sorted(set(self.params) - set(RAIN_DEFAULTS[self.rain_model]))
         if unknown:
             raise ValueError(f"params: unknown {self.rain_model} rain parameter(s) {unknown}; "

@@ -185,7 +185,7 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, crop: int):
         return RainMixDataset(training_photos([synth.clean], cfg.data.holdout), crop=crop, seed=cfg.seed,
                               weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch,
                               negatives=synth.negatives, detailed_rain=synth.detailed_rain,
-                              overrides=synth.family_params, bank=synth.bank)
+                              overrides=synth.family_params, bank=synth.bank, aligned_rain=synth.aligned_rain)
     return PairedDataset(pairs_root(cfg, run), crop=crop, seed=cfg.seed)
 
 
