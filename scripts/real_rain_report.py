@@ -27,6 +27,10 @@ bright lines along the rain, which a clean photo would show.
 --validate checks the measure where the truth is known, on the validation suite: the clean photo as the
 "output" (a perfect model), the input itself (nothing removed), a blur (σ 1.5 px) and a darkening (×0.8).
 Medians per rain family.
+--regions checks the region split there: the clean photo's shift by region (what a perfect model takes, and
+where the measure puts it) beside the model's, on the streak families (no veil), and the share off the streaks.
+
+    python scripts/real_rain_report.py --regions --model bundled [--suite results/suite-data]
 """
 from __future__ import annotations
 
@@ -117,6 +121,34 @@ def validate(suite: str) -> None:
               + f"{shifts[0]:>24.2f} / {shifts[1]:+.2f} / {shifts[2]:+.2f}{shifts[3]:>20.2f}")
 
 
+STREAK_FAMILIES = ("light", "heavy", "photoshop", "camera", "dense")  # no veil, no clean: as the choice photos
+
+
+def off_streaks(split: np.ndarray) -> float:
+    """The share of a darkening (the region split's sum) that lies off the streaks."""
+    return float(split[1:].sum() / split.sum()) if split.sum() < 0 else 0.0
+
+
+def regions(suite: str, model_name: str) -> None:
+    """The region split where the truth is known: on the suite's streak families, the mean shift of the clean
+    photo (the perfect output) and of the model, by region, and the share of each that lies off the streaks."""
+    import derain
+
+    model, rows = derain.load(model_name), {}
+    for pair in list_pairs(suite):
+        family = family_of(pair.name)
+        if family in STREAK_FAMILIES:
+            rainy, clean = load_pair_uint8(pair)
+            rows.setdefault(family, []).append(np.concatenate([shift_by_region(rainy, clean),
+                                                               shift_by_region(rainy, model(rainy))]))
+    print("mean shift by region (streaks / rims / other detail / rest) and the share off the streaks: "
+          "the clean photo (truth), then the model")
+    for family, values in [*sorted(rows.items()), ("all", [v for vs in rows.values() for v in vs])]:
+        truth, out = np.array(values).mean(0).reshape(2, 4)
+        print(f"{family:<10} truth " + " / ".join(f"{v:+.2f}" for v in truth) + f"  ({off_streaks(truth):.0%} off)"
+              + "   model " + " / ".join(f"{v:+.2f}" for v in out) + f"  ({off_streaks(out):.0%} off)")
+
+
 SPLIT = Path(__file__).with_name("sirr100_split.csv")
 
 
@@ -170,10 +202,14 @@ def main() -> None:
     parser.add_argument("--layer", type=float, metavar="G",
                         help="score no model: take G × each photo's own rain layer away (a streak-only reference)")
     parser.add_argument("--validate", action="store_true")
+    parser.add_argument("--regions", action="store_true",
+                        help="the region split of the truth and of --model on the suite's streak families")
     parser.add_argument("--suite", default="results/suite-data")
     args = parser.parse_args()
     if args.validate:
         return validate(args.suite)
+    if args.regions:
+        return regions(args.suite, args.model)
     photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
     report(args.model, photos, args.tta, args.layer)
 
