@@ -257,6 +257,39 @@ def test_threshold_margin_reads_the_raw_residual_and_rebuilds_the_shipped_output
     assert (out < img).mean() > 0.05 and (out == img).mean() > 0.05  # both sides of the threshold
 
 
+def test_hysteresis_alone_is_the_model_and_lowers_the_threshold_only_near_its_changes():
+    """threshold_hysteresis.py: with no lower threshold its output is the model's own (within rounding); with
+    one, pixels darken further only within `grow` px of a change past the model's threshold, by at most the
+    difference of the thresholds, and nowhere brighten."""
+    import torch
+    from scipy.ndimage import binary_dilation
+
+    from derain.archs import create_model
+    from derain.config import load_model_config
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from threshold_hysteresis import hysteresis
+    from threshold_margin import raw_residual
+
+    torch.manual_seed(0)
+    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4, "darken_only": True, "shrink": 0.03}).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.02)
+        net.decoder.detail.out.weight.normal_(0, 3.0)
+    img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+    with torch.no_grad():
+        net.decoder.detail.out.bias -= (0.03 * 255 + np.percentile(raw_residual(net, img), 1)) / 255  # 1% past -T
+        own = net(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)[0].permute(1, 2, 0).numpy()
+    alone, low = hysteresis(net, None, 1)(img), hysteresis(net, 3.0, 1)(img)
+    assert np.abs(alone.astype(int) - np.clip(np.round(own * 255), 0, 255)).max() <= 1
+    near = binary_dilation((-np.minimum(raw_residual(net, img), 0)).max(2) > 0.03 * 255, iterations=1)
+    assert 0.05 < near.mean() < 0.95  # both kinds of pixel are present
+    extra = alone.astype(int) - low
+    assert extra.min() >= 0 and extra[~near].max() == 0 and extra[near].max() > 0
+    assert extra.max() <= round(0.03 * 255 - 3.0) + 1
+
+
 def test_receptive_field_of_two_3x3_convs_is_two_pixels():
     """Two stacked 3×3 convs see a 5×5 square (radius 2, by hand); a mass split between the centre and a
     pixel 3 away puts 50% at radius 0 and 90% at radius 3."""
