@@ -21,7 +21,7 @@ from derain.metrics.streaks import streak_report
 from derain.suite import score_suite, summarize
 
 from real_rain_report import background_shift, brightness_change, read_split, shift_by_region, summary
-from threshold_margin import raw_residual
+from threshold_margin import raw_residual, shipped_output
 
 
 def hysteresis(net, low: float | None, grow: int):
@@ -31,13 +31,12 @@ def hysteresis(net, low: float | None, grow: int):
     def run(img: np.ndarray) -> np.ndarray:
         key = hashlib.md5(img.tobytes()).hexdigest()  # one forward per photo for every threshold
         if key not in cache:
-            cache[key] = np.minimum(raw_residual(net, img), 0)
-        darkening = -cache[key]
-        off = np.maximum(darkening - t, 0)
+            cache[key] = raw_residual(net, img)
+        raw, threshold = cache[key], t
         if low is not None:
-            near = binary_dilation(darkening.max(2) > t, iterations=grow)[..., None]
-            off = np.where(near, np.maximum(darkening - low, 0), off)
-        return np.clip(np.round(img - off), 0, 255).astype(np.uint8)
+            near = binary_dilation((-raw).max(2) > t, iterations=grow)[..., None]
+            threshold = np.where(near, low, t)
+        return shipped_output(img, raw, threshold, darken_only=True)
     return run
 
 

@@ -51,8 +51,9 @@ def raw_residual(net: torch.nn.Module, img: np.ndarray) -> np.ndarray:
     return out * 255 - img
 
 
-def shipped_output(img: np.ndarray, raw: np.ndarray, threshold: float, darken_only: bool) -> np.ndarray:
-    """What the decoder makes of a raw residual: soft-thresholded, capped at 0 under darken_only."""
+def shipped_output(img: np.ndarray, raw: np.ndarray, threshold: float | np.ndarray, darken_only: bool) -> np.ndarray:
+    """What the decoder makes of a raw residual: soft-thresholded (at one threshold, or one per pixel: an
+    H×W×1 array), capped at 0 under darken_only."""
     residual = np.sign(raw) * np.maximum(np.abs(raw) - threshold, 0)
     residual = np.minimum(residual, 0) if darken_only else residual
     return np.clip(np.round(img + residual), 0, 255).astype(np.uint8)

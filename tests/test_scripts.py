@@ -227,22 +227,31 @@ def test_device_pack_keeps_the_holdout_split(tmp_path, make_image):
     assert any(f.suffix == ".jpg" for f in train) and (tmp_path / "pack" / "real_rain" / "sirr100" / "1.jpg").is_file()
 
 
-def test_threshold_margin_reads_the_raw_residual_and_rebuilds_the_shipped_output():
-    """The raw residual is the decoder's with threshold and cap off (an offset put in the output conv's bias
-    comes back whole); threshold and cap applied to it give the model's own output (the oracle)."""
+def thresholded_tiny_net():
+    """A tiny network with the detail path, darken_only and a 7.65-level threshold, small seeded weights."""
     import torch
 
     from derain.archs import create_model
     from derain.config import load_model_config
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from threshold_margin import raw_residual, shipped_output
 
     torch.manual_seed(0)
     net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4, "darken_only": True, "shrink": 0.03}).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.02)
+    return net
+
+
+def test_threshold_margin_reads_the_raw_residual_and_rebuilds_the_shipped_output():
+    """The raw residual is the decoder's with threshold and cap off (an offset put in the output conv's bias
+    comes back whole); threshold and cap applied to it give the model's own output (the oracle)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from threshold_margin import raw_residual, shipped_output
+
+    net = thresholded_tiny_net()
+    with torch.no_grad():
         net.decoder.detail.out.weight.zero_()
         net.decoder.detail.out.bias.fill_(-0.02)  # a constant residual of -5.1 grey levels
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
@@ -264,18 +273,12 @@ def test_hysteresis_alone_is_the_model_and_lowers_the_threshold_only_near_its_ch
     import torch
     from scipy.ndimage import binary_dilation
 
-    from derain.archs import create_model
-    from derain.config import load_model_config
-
     sys.path.insert(0, str(ROOT / "scripts"))
     from threshold_hysteresis import hysteresis
     from threshold_margin import raw_residual
 
-    torch.manual_seed(0)
-    net = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4, "darken_only": True, "shrink": 0.03}).eval()
+    net = thresholded_tiny_net()
     with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.02)
         net.decoder.detail.out.weight.normal_(0, 3.0)
     img = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
     with torch.no_grad():

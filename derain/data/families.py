@@ -135,9 +135,14 @@ def mix_rain(clean: np.ndarray, rng: np.random.Generator, weights: Mapping[str, 
     return add_family_rain(clean, draw_family(rng, weights), rng, bank=bank)
 
 
+def _luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an H×W×3 image, in its own scale."""
+    return np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
 def detail_energy(img: np.ndarray) -> float:
     """Mean squared difference between an image's luma and its 5×5 box mean: thin lines and edges score high."""
-    luma = np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    luma = _luma(img)
     return float(np.mean((luma - uniform_filter(luma, 5, mode="reflect")) ** 2))
 
 
@@ -145,7 +150,7 @@ def aligned_line_energy(img: np.ndarray) -> float:
     """Mean square of the bright thin lines that run within about 30° of vertical, as rain does: the luma's
     excess over its 1×5 horizontal box mean (bright, narrower than 5 px across), averaged over 9 px
     down each column (long along the rain). Dots and horizontal lines score near zero."""
-    luma = np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    luma = _luma(img)
     bright = np.maximum(luma - uniform_filter(luma, (1, 5), mode="reflect"), 0.0)
     return float(np.mean(uniform_filter(bright, (9, 1), mode="reflect") ** 2))
 

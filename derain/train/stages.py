@@ -102,10 +102,10 @@ def load_weights(net: nn.Module, spec: str) -> list[str]:
     """`net`'s weights from the model `spec` names (derain.hub.resolve_model); the architectures must match,
     except that `net` may add a dilated context branch (`context_dim`), which starts where it was built: at zero."""
     path = resolve_model(spec)
-    state = from_pretrained(path).state_dict()
-    added = [k for k in net.state_dict() if ".context." in k and k not in state]
+    state, own = from_pretrained(path).state_dict(), net.state_dict()
+    added = [k for k in own if ".context." in k and k not in state]
     try:
-        net.load_state_dict({**state, **{k: net.state_dict()[k] for k in added}})
+        net.load_state_dict({**state, **{k: own[k] for k in added}})
     except RuntimeError as exc:
         raise DerainError(f"init {spec}: its network differs from this config's model ({path / 'config.json'}): "
                           f"{str(exc).splitlines()[0]}") from None
