@@ -31,6 +31,7 @@ class ModelConfig:
     context_dim: int = 0  # width of the detail path's dilated context branch (needs detail_dim); 0 = none
     darken_only: bool = False  # D_dr: no output pixel brighter than the input (rain only adds light)
     shrink: float = 0.0  # D_dr: soft threshold on the residual, 0-1 scale: smaller changes are dropped
+    shrink_streaks: float = 0.0  # D_dr at inference: the threshold on the input's own rain streaks; 0 = shrink there too
 
     def __post_init__(self):
         object.__setattr__(self, "spp_kernels", tuple(int(k) for k in self.spp_kernels))
@@ -39,8 +40,9 @@ class ModelConfig:
         for name in ("dim", "depth", "num_heads", "window_size", "patch_size", "local_reduction"):
             if getattr(self, name) < 1:
                 raise DerainError(f"model config: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.shrink < 1:
-            raise DerainError(f"model config: shrink must be in [0, 1), got {self.shrink}")
+        for name in ("shrink", "shrink_streaks"):
+            if not 0 <= getattr(self, name) < 1:
+                raise DerainError(f"model config: {name} must be in [0, 1), got {getattr(self, name)}")
         if self.detail_dim < 0:
             raise DerainError(f"model config: detail_dim must be >= 0, got {self.detail_dim}")
         if self.context_dim < 0 or (self.context_dim and not self.detail_dim):

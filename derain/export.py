@@ -50,26 +50,32 @@ class GridPadded(nn.Module):
         self.net = net
         self.align = net.config.patch_size * net.config.window_size
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
         H, W = img.shape[-2:]
         Hp, Wp = (H + self.align - 1) // self.align * self.align, (W + self.align - 1) // self.align * self.align
-        return self.net(F.pad(img, (0, Wp - W, 0, Hp - H), mode="replicate"))[..., :H, :W]
+        pad = (0, Wp - W, 0, Hp - H)
+        threshold = None if threshold is None else F.pad(threshold, pad, mode="replicate")
+        return self.net(F.pad(img, pad, mode="replicate"), threshold)[..., :H, :W]
 
 
 def export_onnx(net: torch.nn.Module, path: str | Path, opset: int = 18) -> Path:
-    """Write `net` as an ONNX file with dynamic batch, height and width."""
+    """Write `net` as an ONNX file with dynamic batch, height and width. A model with `shrink_streaks` takes
+    a second input, D_dr's threshold per pixel (N×1×H×W, from derain.inference.streak_threshold)."""
     try:
         import onnxscript  # noqa: F401  (the exporter needs it)
     except ImportError:
         raise DerainError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript "
                           "(or, in a checkout, pip install -e '.[onnx]')") from None
     net = net.cpu().eval()
-    example = torch.rand(2, 3, 35, 53)  # batch 2 and odd sizes, so that nothing specialises on them
+    example = (torch.rand(2, 3, 35, 53),)  # batch 2 and odd sizes, so that nothing specialises on them
     dims = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    shapes, names = {"img": dims}, ["image"]
+    if net.config.shrink_streaks:
+        example, shapes, names = (*example, torch.rand(2, 1, 35, 53) * 0.1), {**shapes, "threshold": dims}, [*names, "threshold"]
     path = Path(path)
     with quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(GridPadded(net).eval(), (example,), dynamic_shapes={"img": dims},
-                                    input_names=["image"], output_names=["derained"], opset_version=opset,
+        program = torch.onnx.export(GridPadded(net).eval(), example, dynamic_shapes=shapes,
+                                    input_names=names, output_names=["derained"], opset_version=opset,
                                     dynamo=True, verbose=False)
     atomic_write(path, lambda tmp: program.save(tmp))
     return path

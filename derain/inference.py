@@ -15,16 +15,20 @@ import re
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from derain.config import ModelConfig
+from derain.data.rain_bank import rain_angle, rain_layer
 from derain.errors import DerainError
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_MAX_MEMORY = 1 << 30  # activation budget when neither a tile size nor a budget is given
 CPU_TILE = 1024  # on the CPU, tiles up to ~1 MP run as fast per pixel as whole photos, in less memory
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (image, per-pixel threshold or None)
+STREAK_LEVEL = 4.0  # grey levels: where the input's rain layer exceeds this, D_dr uses shrink_streaks
+ANGLE_SIDE = 1024  # px: the rain angle is found on the central ANGLE_SIDE² of larger photos (9 s saved at 12 MP)
 
 
 # ---------------------------------------------------------------- devices and precision
@@ -120,10 +124,26 @@ def autocast_dtype(precision: str | None, device: torch.device) -> torch.dtype |
 def model_forward(net: torch.nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> Forward:
     """A function that runs `net` on `device` (under autocast when `dtype` is set) and returns
     float32 on the input's device, so large images can stay in host memory."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return net(x.to(device)).float().to(x.device)
+            return net(x.to(device), None if threshold is None else threshold.to(device)).float().to(x.device)
     return forward
+
+
+def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None:
+    """D_dr's threshold per pixel for B×3×H×W in [0, 1]: `shrink_streaks` on the input's own rain streaks
+    (derain.data.rain_bank.rain_layer over STREAK_LEVEL grey levels, at the photo's rain angle) and `shrink`
+    elsewhere; B×1×H×W on `img`'s device, or None when the config has one threshold."""
+    if not cfg.shrink_streaks:
+        return None
+    maps = []
+    for x in img.detach().float().clamp(0, 1).cpu():
+        rgb = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        top, left = max(0, (rgb.shape[0] - ANGLE_SIDE) // 2), max(0, (rgb.shape[1] - ANGLE_SIDE) // 2)
+        angle = rain_angle(rgb[top:top + ANGLE_SIDE, left:left + ANGLE_SIDE])
+        streaks = rain_layer(rgb, angle) > STREAK_LEVEL
+        maps.append(torch.from_numpy(np.where(streaks, cfg.shrink_streaks, cfg.shrink).astype(np.float32)))
+    return torch.stack(maps)[:, None].to(img.device)
 
 
 # ---------------------------------------------------------------- receptive field and memory
@@ -309,8 +329,10 @@ def axis_weights(spans: list[tuple[int, int]], overlap: int) -> list[torch.Tenso
     return weights
 
 
-def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: int) -> torch.Tensor:
-    """Run `forward` tile by tile and blend. The result (float32) stays on `img`'s device."""
+def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: int,
+          threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """Run `forward` tile by tile (with the matching tile of `threshold`) and blend. The result (float32)
+    stays on `img`'s device."""
     H, W = img.shape[-2:]
     rows, cols = tile_spans(H, tile, overlap, step), tile_spans(W, tile, overlap, step)
     row_weights, col_weights = axis_weights(rows, overlap), axis_weights(cols, overlap)
@@ -318,7 +340,8 @@ def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: in
     for (y0, y1), wy in zip(rows, row_weights):
         for (x0, x1), wx in zip(cols, col_weights):
             weight = (wy[:, None] * wx[None, :]).to(img.device)
-            out[..., y0:y1, x0:x1] += forward(img[..., y0:y1, x0:x1]) * weight
+            part = None if threshold is None else threshold[..., y0:y1, x0:x1]
+            out[..., y0:y1, x0:x1] += forward(img[..., y0:y1, x0:x1], part) * weight
     return out
 
 
@@ -339,12 +362,13 @@ def inverse_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 RAIN_KEEPING = (0, 2, 4, 6)  # identity, 180°, the two mirrors: a vertical line stays vertical
 
 
-def self_ensemble(forward: Forward, img: torch.Tensor) -> torch.Tensor:
-    """Mean of forward() over the 4 flips of `img` that keep rain's direction (RAIN_KEEPING), each
-    mapped back. A 90° rotation would turn the streaks horizontal, which no training crop has."""
-    out = forward(img)
+def self_ensemble(forward: Forward, img: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of forward() over the 4 flips of `img` (and `threshold`) that keep rain's direction
+    (RAIN_KEEPING), each mapped back. A 90° rotation would turn the streaks horizontal, which no training
+    crop has."""
+    out = forward(img, threshold)
     for k in RAIN_KEEPING[1:]:
-        out += inverse_dihedral(forward(dihedral(img, k)), k)
+        out += inverse_dihedral(forward(dihedral(img, k), None if threshold is None else dihedral(threshold, k)), k)
     return out / len(RAIN_KEEPING)
 
 
@@ -353,14 +377,16 @@ def self_ensemble(forward: Forward, img: torch.Tensor) -> torch.Tensor:
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
                   dtype_bytes: int = 4) -> torch.Tensor:
-    """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble.
+    """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
+    D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
     Returns float32 on `img`'s device, not clipped."""
     tile, overlap = align_tiling(cfg, tile, overlap)
     tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes, on_cpu=img.device.type == "cpu")
 
-    def one_pass(x: torch.Tensor) -> torch.Tensor:
+    def one_pass(x: torch.Tensor, threshold: torch.Tensor | None) -> torch.Tensor:
         if tile is None or max(x.shape[-2:]) <= tile:
-            return forward(x)
-        return tiled(forward, x, tile, overlap, alignment(cfg))
+            return forward(x, threshold)
+        return tiled(forward, x, tile, overlap, alignment(cfg), threshold)
 
-    return self_ensemble(one_pass, img) if tta else one_pass(img)
+    threshold = streak_threshold(cfg, img)
+    return self_ensemble(one_pass, img, threshold) if tta else one_pass(img, threshold)

@@ -14,7 +14,8 @@ from derain.archs import create_model
 from derain.errors import DerainError
 from derain.inference import (activation_bytes_per_pixel, alignment, autocast_dtype, axis_weights, choose_tile,
                               derain_tensor, dihedral, inverse_dihedral, model_forward, parse_bytes,
-                              receptive_radius, select_device, self_ensemble, tile_for_budget, tile_spans, tiled)
+                              receptive_radius, select_device, self_ensemble, streak_threshold, tile_for_budget,
+                              tile_spans, tiled)
 
 CPU = torch.device("cpu")
 
@@ -98,7 +99,7 @@ def test_the_eight_transforms_are_distinct_and_inverted():
 
 def conv_with(kernel: torch.Tensor):
     weight = kernel.expand(3, 1, *kernel.shape).contiguous()
-    return lambda x: F.conv2d(x, weight, padding=kernel.shape[0] // 2, groups=3)
+    return lambda x, threshold=None: F.conv2d(x, weight, padding=kernel.shape[0] // 2, groups=3)
 
 
 def test_self_ensemble_leaves_an_equivariant_model_unchanged():
@@ -319,3 +320,86 @@ def test_cgroup_quota_is_read(tmp_path):
     assert inference._cgroup_cpu_quota(str(tmp_path / "limited")) == 1.5
     assert inference._cgroup_cpu_quota(str(tmp_path / "free")) is None
     assert inference._cgroup_cpu_quota(str(tmp_path / "missing")) is None
+
+
+# ---------------------------------------------------------------- a threshold per pixel (shrink_streaks)
+
+def rainy_grey(size: int = 96) -> tuple[torch.Tensor, np.ndarray]:
+    """A flat grey photo with vertical streaks 2 px wide, 40 px long and 30 levels bright, and their mask."""
+    y = np.full((size, size), 100.0)
+    mask = np.zeros((size, size), bool)
+    for x0 in range(10, size - 10, 12):
+        mask[20:60, x0:x0 + 2] = True
+    y[mask] += 30
+    return torch.from_numpy(np.repeat(y[None], 3, 0)[None] / 255).float(), mask
+
+
+def test_streak_threshold_is_low_on_the_streaks_and_shrink_elsewhere():
+    cfg = dataclasses.replace(create_model("tiny").config, shrink=0.05, shrink_streaks=0.02)
+    img, mask = rainy_grey()
+    t = streak_threshold(cfg, img)[0, 0].numpy()
+    assert t.shape == mask.shape and set(np.unique(t)) == {np.float32(0.02), np.float32(0.05)}
+    assert (t[mask] == np.float32(0.02)).mean() > 0.9  # the streaks, but for their ends
+    far = ~np.pad(mask, 3)[:-6, 3:-3] & ~mask  # rows shifted away: nothing near a streak
+    far[15:65] = False
+    assert (t[far] == np.float32(0.05)).all()
+    assert streak_threshold(dataclasses.replace(cfg, shrink_streaks=0.0), img) is None
+
+
+def test_streak_threshold_finds_the_angle_of_a_large_photo_on_its_centre():
+    """Streaks leaning 20° (rain_angle's sense) on a 1100 × 1300 photo: the map is the rain layer at that
+    angle (the oracle: rain_layer given it), though the angle is looked for on the central 1024² only."""
+    from derain.data.rain_bank import rain_layer
+
+    rng = np.random.default_rng(0)
+    y = np.full((1100, 1300), 90.0) + rng.normal(0, 2, (1100, 1300))
+    yy, xx = np.mgrid[:1100, :1300]
+    along = (xx - np.tan(np.radians(20)) * (1100 - yy))  # lines x = x0 + tan(20°)·(H − y): top leans right
+    y[(np.mod(along, 23) < 2) & (np.mod(yy, 60) < 35)] += 40
+    rgb = np.repeat(np.clip(y, 0, 255).round().astype(np.uint8)[..., None], 3, 2)
+    cfg = dataclasses.replace(create_model("tiny").config, shrink=0.05, shrink_streaks=0.02)
+    t = streak_threshold(cfg, torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
+    expected = np.where(rain_layer(rgb, 20.0) > inference.STREAK_LEVEL, np.float32(0.02), np.float32(0.05))
+    assert (t == expected).mean() > 0.999 and (t == np.float32(0.02)).mean() > 0.02
+
+
+def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
+    """The oracle: the network with no threshold, then the residual soft-thresholded by hand (numpy) at
+    shrink_streaks on the streaks and shrink elsewhere."""
+    torch.manual_seed(0)
+    net = create_model({**create_model("tiny").config.to_dict(), "detail_dim": 4,
+                        "shrink": 0.05, "shrink_streaks": 0.01}).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    img, mask = rainy_grey()
+    raw_net = create_model({**net.config.to_dict(), "darken_only": False, "shrink": 0.0, "shrink_streaks": 0.0})
+    raw_net.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        raw = (raw_net.eval()(img) - img)[0].numpy()
+    t = np.where(streak_threshold(net.config, img)[0].numpy() == np.float32(0.01), 0.01, 0.05)
+    expected = img[0].numpy() + np.sign(raw) * np.maximum(np.abs(raw) - t, 0)
+    out = derain_tensor(model_forward(net, CPU), net.config, img)[0].numpy()
+    assert np.abs(out - expected).max() < 1e-5
+    uniform = img[0].numpy() + np.sign(raw) * np.maximum(np.abs(raw) - 0.05, 0)
+    assert np.abs(out - uniform)[:, mask].max() > 1e-3  # the streaks do see the lower threshold
+
+
+def test_tiles_and_flips_carry_the_threshold_map(strong_tiny):
+    """Tiled with an overlap that covers the receptive field, a per-pixel threshold gives the whole-image
+    output; under --tta each flip gets the flipped map (a map left unflipped changes the result)."""
+    cfg = dataclasses.replace(strong_tiny.config, shrink=0.05, shrink_streaks=0.01)
+    net = create_model(cfg).eval()
+    net.load_state_dict(strong_tiny.state_dict())
+    forward, step = model_forward(net, CPU), alignment(cfg)
+    overlap = -(-4 * receptive_radius(cfg) // step) * step
+    img = torch.rand(1, 3, 3 * overlap, 3 * overlap + 40)
+    threshold = torch.where(torch.rand(1, 1, *img.shape[-2:]) > 0.5, 0.01, 0.05)
+    whole = forward(img, threshold)
+    assert (tiled(forward, img, 2 * overlap + step, overlap, step, threshold) - whole).abs().max() <= 1 / 255
+    small = img[..., :64, :80]
+    flipped_map = self_ensemble(forward, small, threshold[..., :64, :80])
+    same_map = sum(inverse_dihedral(forward(dihedral(small, k), threshold[..., :64, :80]), k) for k in (0, 2, 4, 6)) / 4
+    by_hand = sum(inverse_dihedral(forward(dihedral(small, k), dihedral(threshold[..., :64, :80], k)), k)
+                  for k in (0, 2, 4, 6)) / 4
+    assert torch.allclose(flipped_map, by_hand, atol=1e-6) and not torch.allclose(flipped_map, same_map, atol=1e-3)

@@ -107,7 +107,9 @@ class ImageDecoder(nn.Module):
     `shrink` soft-thresholds the residual (F.softshrink): a change smaller than it is dropped and a larger
     one shortened by it, so the small changes a model makes to a clean photo vanish.
     `shrink_jitter` (training only, set by the stage): each sample's threshold is drawn from
-    shrink × [1 − j, 1 + j], so no constant offset of the residual can cancel the threshold."""
+    shrink × [1 − j, 1 + j], so no constant offset of the residual can cancel the threshold.
+    `threshold` (inference): one threshold per pixel, B×1×H×W on the 0-1 scale, in place of `shrink`
+    (derain.inference.streak_threshold)."""
 
     def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
                  detail_dim: int = 0, darken_only: bool = False, shrink: float = 0.0, context_dim: int = 0):
@@ -118,7 +120,7 @@ class ImageDecoder(nn.Module):
         self.conv = nn.Conv2d(dim, (detail_dim or out_chans) * patch_size**2, 3, padding=1)
         self.detail = DetailFusion(out_chans, detail_dim, out_chans, context_dim) if detail_dim else None
 
-    def forward(self, feats: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, img: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
         residual = self.conv(self.spp(feats))
         if self.detail is not None:  # element-wise, so before the shuffle: 1/p² of the pixels
             residual = F.leaky_relu(residual, 0.2, inplace=True)
@@ -128,7 +130,9 @@ class ImageDecoder(nn.Module):
         residual = residual[..., :H, :W]
         if self.detail is not None:
             residual = self.detail(residual, img)
-        if self.shrink and self.training and self.shrink_jitter:
+        if threshold is not None:  # softshrink at a threshold per pixel
+            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)
+        elif self.shrink and self.training and self.shrink_jitter:
             jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
             threshold = self.shrink * (1 + self.shrink_jitter * jitter)
             residual = residual - residual.clamp(-threshold, threshold)  # softshrink at a per-sample threshold

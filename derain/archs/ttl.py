@@ -43,8 +43,8 @@ class ImageNet(nn.Module):
                                     cfg.darken_only, cfg.shrink, cfg.context_dim)
         self.apply(init_weights)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(img), img)
+    def forward(self, img: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(self.encoder(img), img, threshold)
 
 
 def create_model(config="default", head: str = "image") -> nn.Module:
