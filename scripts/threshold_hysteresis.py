@@ -16,29 +16,28 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 
 from derain.api import load_network
-from derain.data.rain_bank import rain_layer
 from derain.imageio import read_image_uint8
 from derain.metrics.streaks import streak_report
 from derain.suite import score_suite, summarize
 
 from real_rain_report import background_shift, brightness_change, read_split, shift_by_region, summary
-from threshold_margin import raw_residual, shipped_output
+from threshold_margin import model_threshold, raw_residual, shipped_output
 
 
-def hysteresis(net, low: float | None, grow: int, guide: str = "change", layer_min: float = 4.0):
-    """uint8 photo -> uint8 output: the raw residual soft-thresholded at T, or at `low` near a change over T
-    (guide "change") or on the input's own rain layer over `layer_min` levels (guide "layer")."""
-    t, cache = net.decoder.shrink * 255, {}
+def hysteresis(net, low: float | None, grow: int):
+    """uint8 photo -> uint8 output: the raw residual soft-thresholded at the model's own threshold T (one per
+    pixel with shrink_streaks), or at `low` (where lower) near a change over T."""
+    cache = {}
 
     def run(img: np.ndarray) -> np.ndarray:
         key = hashlib.md5(img.tobytes()).hexdigest()  # one forward per photo for every threshold
         if key not in cache:
-            cache[key] = (raw_residual(net, img), rain_layer(img) if guide == "layer" else None)
-        (raw, layer), threshold = cache[key], t
+            cache[key] = raw_residual(net, img), model_threshold(net, img)
+        raw, t = cache[key]
+        threshold = t
         if low is not None:
-            seed = (-raw).max(2) > t if guide == "change" else layer > layer_min
-            near = binary_dilation(seed, iterations=grow)[..., None] if grow else seed[..., None]
-            threshold = np.where(near, low, t)
+            near = binary_dilation((-raw).max(2)[..., None] > t, iterations=grow)
+            threshold = np.where(near, np.minimum(low, t), t)
         return shipped_output(img, raw, threshold, darken_only=True)
     return run
 
@@ -48,16 +47,13 @@ def main() -> None:
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--low", type=float, nargs="+", default=[8.0, 6.0])
     parser.add_argument("--grow", type=int, default=2)
-    parser.add_argument("--guide", choices=("change", "layer"), default="change",
-                        help="where the lower threshold acts: near the model's changes over T, or on the input's rain layer")
-    parser.add_argument("--layer-min", type=float, default=4.0, help="rain layer level, in grey levels (--guide layer)")
     parser.add_argument("--suite", default="results/suite-data")
     parser.add_argument("--rainy", default="../shared/data/real_rain/sirr100")
     args = parser.parse_args()
     net = load_network(args.model).eval()
     photos = [read_image_uint8(p) for p in read_split(args.rainy, "choice")]
     for low in [None, *args.low]:
-        model = hysteresis(net, low, args.grow, args.guide, args.layer_min)
+        model = hysteresis(net, low, args.grow)
         s = summarize(score_suite(model, args.suite))
         rows = []
         for img in photos:
@@ -65,8 +61,8 @@ def main() -> None:
             r = streak_report(img, out)
             rows.append((r["removed"], r["texture_kept"], *brightness_change(img, out), background_shift(img, out)[0],
                          *shift_by_region(img, out)))
-        print(f"== threshold {net.decoder.shrink * 255:.2f}" + ("" if low is None else f", {low:g} within {args.grow} px of "
-              + ("a change over it" if args.guide == "change" else f"the rain layer over {args.layer_min:g}")))
+        print(f"== the model's threshold ({net.config.shrink * 255:.2f}, {net.config.shrink_streaks * 255:.2f} on streaks)"
+              + ("" if low is None else f", {low:g} within {args.grow} px"))
         print("suite: " + ", ".join(f"{k} {v['psnr']:.2f} dB" if v["gain"] is None else
                                     f"{k} {v['gain']:+.2f} ({v['worse_share']:.0%} worse)" for k, v in sorted(s.items())))
         print(summary("choice photos", np.array(rows)), flush=True)

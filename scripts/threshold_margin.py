@@ -25,6 +25,7 @@ from derain.api import load_network
 from derain.data.demo import PHOTOS, load_photo
 from derain.data.layouts import list_pairs, load_pair_uint8
 from derain.imageio import read_image_uint8
+from derain.inference import streak_threshold
 from derain.metrics.psnr_ssim import Y_WEIGHTS, psnr
 from derain.suite import family_of
 
@@ -51,6 +52,14 @@ def raw_residual(net: torch.nn.Module, img: np.ndarray) -> np.ndarray:
     return out * 255 - img
 
 
+def model_threshold(net: torch.nn.Module, img: np.ndarray) -> float | np.ndarray:
+    """The decoder's threshold for `img` in grey levels: `shrink`, or with `shrink_streaks` one per pixel
+    (H×W×1, derain.inference.streak_threshold)."""
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+    threshold = streak_threshold(net.config, x)
+    return net.decoder.shrink * 255 if threshold is None else threshold[0].permute(1, 2, 0).numpy() * 255
+
+
 def shipped_output(img: np.ndarray, raw: np.ndarray, threshold: float | np.ndarray, darken_only: bool) -> np.ndarray:
     """What the decoder makes of a raw residual: soft-thresholded (at one threshold, or one per pixel: an
     H×W×1 array), capped at 0 under darken_only."""
@@ -66,7 +75,7 @@ def main() -> None:
     parser.add_argument("--rainy", default="../shared/data/real_rain/sirr100")
     args = parser.parse_args()
     net = load_network(args.model)
-    threshold = net.decoder.shrink * 255
+    shrink, streaks = net.config.shrink * 255, net.config.shrink_streaks * 255
     sets = {
         "suite, clean (none)": [load_pair_uint8(p)[0] for p in list_pairs(args.suite) if family_of(p.name) == "none"]
         if Path(args.suite).is_dir() else [],
@@ -74,7 +83,8 @@ def main() -> None:
         "real rain, choice photos": [read_image_uint8(p) for p in read_split(args.rainy, "choice")]
         if Path(args.rainy).is_dir() else [],
     }
-    print(f"model {args.model}: threshold {threshold:.2f} grey levels; raw residual (luma, grey levels), mean over photos")
+    print(f"model {args.model}: threshold {shrink:.2f} grey levels" + (f", {streaks:.2f} on the input's rain streaks"
+          if streaks else "") + "; raw residual (luma, grey levels), mean over photos; past -T: past its own pixel's")
     print(f"{'set':<26}{'photos':>7}{'median':>9}{'10th pct':>10}{'past -T':>9}{'output vs input, Y-PSNR':>25}")
     for name, images in sets.items():
         if not images:
@@ -84,8 +94,10 @@ def main() -> None:
         for img in images:
             raw = raw_residual(net, img)
             luma = raw @ (Y_WEIGHTS / Y_WEIGHTS.sum())  # rgb2ycbcr's weights, in full-range levels like T
+            threshold = model_threshold(net, img)
             out = shipped_output(img, raw, threshold, net.decoder.darken_only)
-            rows.append((np.median(luma), np.percentile(luma, 10), (luma < -threshold).mean(), psnr(out, img)))
+            past = luma < -(threshold if np.isscalar(threshold) else threshold[..., 0])
+            rows.append((np.median(luma), np.percentile(luma, 10), past.mean(), psnr(out, img)))
         m = np.array(rows).mean(0)
         print(f"{name:<26}{len(images):>7}{m[0]:>9.2f}{m[1]:>10.2f}{m[2]:>9.1%}{m[3]:>25.2f}")
 
