@@ -316,6 +316,30 @@ def test_shrink_jitter_draws_one_threshold_per_sample_in_training_only():
     np.testing.assert_allclose(y_eval - x.numpy(), np.sign(r) * np.maximum(np.abs(r) - t, 0), atol=1e-5)
 
 
+def test_shrink_jitter_draws_a_threshold_map_per_sample_too():
+    """With a threshold per pixel, training draws one factor per sample, the same over its map: the numpy
+    oracle rebuilds each sample's output from the raw residual and the map times that factor."""
+    torch.manual_seed(3)
+    signed = create_model({**load_model_config("tiny").to_dict(), "detail_dim": 4})
+    with torch.no_grad():
+        for p in signed.parameters():
+            p.normal_(0, 0.05)
+    shrunk = create_model({**signed.config.to_dict(), "shrink": 0.03})
+    shrunk.load_state_dict(signed.state_dict())
+    shrunk.decoder.shrink_jitter = 0.5
+    x = torch.rand(3, 3, 40, 56)
+    threshold = torch.where(torch.rand(3, 1, 40, 56) > 0.5, 0.01, 0.03)
+    with torch.no_grad():
+        r = signed.train()(x).numpy() - x.numpy()
+        torch.manual_seed(9)
+        change = shrunk.train()(x, threshold).numpy() - x.numpy()
+        torch.manual_seed(9)
+        factors = 1 + 0.5 * (torch.rand(3, 1, 1, 1) * 2 - 1)
+    t = (threshold * factors).numpy()
+    np.testing.assert_allclose(change, np.sign(r) * np.maximum(np.abs(r) - t, 0), atol=1e-5)
+    assert np.ptp(factors.numpy()) > 0.05
+
+
 def test_shrink_out_of_range_is_a_clear_error():
     with pytest.raises(DerainError, match="shrink must be in"):
         load_model_config({**load_model_config("tiny").to_dict(), "shrink": -0.1})

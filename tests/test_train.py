@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from derain.archs import Encoder, create_model
 from derain.cli import main
+from derain.inference import streak_threshold
 from derain.config import load_model_config
 from derain.errors import DerainError
 from derain.hub import from_pretrained, save_pretrained
@@ -353,6 +354,7 @@ def write_config(path: Path, config: dict) -> str:
     (lambda c: c["stages"]["finetune"].update(lowfreq=-1), None, "lowfreq must be non-negative"),
     (lambda c: c["stages"]["finetune"].update(shrink_jitter=1), None, "shrink_jitter must be in [0, 1)"),
     (lambda c: c["stages"]["finetune"].update(shrink_jitter=0.5), None, "shrink_jitter: set, but model.shrink is 0"),
+    (lambda c: c["stages"]["finetune"].update(streak_map=True), None, "streak_map: set, but model.shrink_streaks is 0"),
     (lambda c: c["stages"].setdefault("recon", {}).update(lowfreq=1), None, "stages.recon.lowfreq: unknown key"),
 ])
 def test_config_errors_are_one_line_before_any_work(data, tmp_path, capsys, change, stages, message):
@@ -525,6 +527,27 @@ def test_scratch_hands_its_shrink_jitter_to_the_decoder(data, tmp_path):
     for jitter in (0.0, 0.5):
         cfg = load_train_config(tiny_config(data), overrides=[*online, f"stages.scratch.shrink_jitter={jitter}"])
         assert build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu")).val_net.decoder.shrink_jitter == jitter
+
+
+def test_scratch_with_streak_map_trains_through_the_threshold_per_pixel(data, tmp_path):
+    """stages.scratch.streak_map: the loss is the one of the network run through streak_threshold's map of
+    each input (the oracle: the same net called by hand with the map), not through `shrink` alone."""
+    online = ["data.synth.online=true", "model.shrink=0.05", "model.shrink_streaks=0.01", 'data.synth.families={"light": 1.0}']
+    cfg = load_train_config(tiny_config(data), overrides=[*online, "stages.scratch.streak_map=true"])
+    stage = build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu"))
+    net = stage.val_net.eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    inputs, targets = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    inputs[..., 10:50, 20:22] = 1.0  # a streak, so the map has both values
+    threshold = streak_threshold(net.config, inputs)
+    assert threshold.unique().numel() == 2
+    with torch.no_grad():
+        loss = stage.module((inputs, targets))["loss"]
+        assert loss.item() == pytest.approx(stage_loss(cfg.stages["scratch"])(net(inputs, threshold), targets).item())
+        assert loss.item() != pytest.approx(stage_loss(cfg.stages["scratch"])(net(inputs), targets).item())
 
 
 def test_keep_freed_memory_stops_large_allocations_from_faulting_in_afresh():

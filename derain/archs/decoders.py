@@ -108,8 +108,8 @@ class ImageDecoder(nn.Module):
     one shortened by it, so the small changes a model makes to a clean photo vanish.
     `shrink_jitter` (training only, set by the stage): each sample's threshold is drawn from
     shrink × [1 − j, 1 + j], so no constant offset of the residual can cancel the threshold.
-    `threshold` (inference): one threshold per pixel, B×1×H×W on the 0-1 scale, in place of `shrink`
-    (derain.inference.streak_threshold)."""
+    `threshold`: one threshold per pixel, B×1×H×W on the 0-1 scale, in place of `shrink`
+    (derain.inference.streak_threshold; drawn the same way in training)."""
 
     def __init__(self, dim: int, kernels: tuple[int, ...], out_chans: int = 3, patch_size: int = 1,
                  detail_dim: int = 0, darken_only: bool = False, shrink: float = 0.0, context_dim: int = 0):
@@ -130,14 +130,14 @@ class ImageDecoder(nn.Module):
         residual = residual[..., :H, :W]
         if self.detail is not None:
             residual = self.detail(residual, img)
-        if threshold is not None:  # softshrink at a threshold per pixel
-            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)
-        elif self.shrink and self.training and self.shrink_jitter:
-            jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
-            threshold = self.shrink * (1 + self.shrink_jitter * jitter)
-            residual = residual - residual.clamp(-threshold, threshold)  # softshrink at a per-sample threshold
-        elif self.shrink:
+        if threshold is None and self.shrink and not (self.training and self.shrink_jitter):
             residual = F.softshrink(residual, self.shrink)
+        elif threshold is not None or self.shrink:
+            threshold = self.shrink if threshold is None else threshold
+            if self.training and self.shrink_jitter:  # a threshold (or map) drawn per sample
+                jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
+                threshold = threshold * (1 + self.shrink_jitter * jitter)
+            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)  # softshrink
         if self.darken_only:
             residual = residual.clamp(max=0)
         return img + residual

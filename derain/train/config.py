@@ -89,6 +89,7 @@ class RestorationConfig(StageConfig):
     lowfreq_size: int = 8  # block side, in pixels
     shrink_jitter: float = 0.0  # train through a per-crop threshold drawn from model.shrink × [1 − j, 1 + j]
     lr_added: float = 0.0  # scratch with init: lr of a branch the init lacks (a new context branch); 0 = lr
+    streak_map: bool = False  # train through the threshold per pixel (model.shrink_streaks on the input's streaks)
 
     def __post_init__(self):
         super().__post_init__()
@@ -242,6 +243,9 @@ def load_train_config(source: str | Path | dict, name: str | None = None,
     jittered = [s for s in ("finetune", "scratch") if cfg.stages[s].shrink_jitter and not cfg.student.shrink]
     if jittered:
         raise DerainError(f"{name}: stages.{jittered[0]}.shrink_jitter: set, but model.shrink is 0 (no threshold to draw)")
+    mapped = [s for s in ("finetune", "scratch") if cfg.stages[s].streak_map and not cfg.student.shrink_streaks]
+    if mapped:
+        raise DerainError(f"{name}: stages.{mapped[0]}.streak_map: set, but model.shrink_streaks is 0 (no map to train through)")
     return cfg
 
 

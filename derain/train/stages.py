@@ -30,6 +30,7 @@ from derain.data.families import TRAIN_WEIGHTS, holdout
 from derain.atomic import atomic_write
 from derain.errors import DerainError
 from derain.hub import CONFIG_NAME, from_pretrained, resolve_model, save_pretrained
+from derain.inference import streak_threshold
 from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss, recon_loss, restoration_loss
 from derain.train.config import STAGES, RestorationConfig, TrainConfig
 from derain.train.rundir import RunDir
@@ -48,14 +49,17 @@ class Stage:
 
 
 class Supervised(nn.Module):
-    """A network trained on (input, target) batches with one loss: recog, recon, finetune, scratch."""
+    """A network trained on (input, target) batches with one loss: recog, recon, finetune, scratch.
+    `streak_map`: D_dr runs through its threshold per pixel, made from each input (streak_threshold)."""
 
-    def __init__(self, net: nn.Module, loss: Callable):
+    def __init__(self, net: nn.Module, loss: Callable, streak_map: bool = False):
         super().__init__()
-        self.net, self.loss = net, loss
+        self.net, self.loss, self.streak_map = net, loss, streak_map
 
     def forward(self, batch):
         inputs, targets = batch
+        if self.streak_map:
+            return {"loss": self.loss(self.net(inputs, streak_threshold(self.net.config, inputs)), targets)}
         return {"loss": self.loss(self.net(inputs), targets)}
 
 
@@ -201,7 +205,7 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     net.decoder.shrink_jitter = s.shrink_jitter
     groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
               {"params": list(net.decoder.parameters()), "lr": s.lr}]
-    return Stage("finetune", Supervised(net, stage_loss(s)),
+    return Stage("finetune", Supervised(net, stage_loss(s), s.streak_map),
                  pairs_dataset(cfg, run, s.crop),
                  groups, save_model("finetune", run), val_net=net)
 
@@ -215,7 +219,7 @@ def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     groups = [{"params": [p for k, p in params.items() if k not in added], "lr": s.lr}]
     if added:
         groups.append({"params": [params[k] for k in added], "lr": s.lr_added or s.lr})
-    return Stage("scratch", Supervised(net, stage_loss(s)),
+    return Stage("scratch", Supervised(net, stage_loss(s), s.streak_map),
                  pairs_dataset(cfg, run, s.crop),
                  groups, save_model("scratch", run), val_net=net)
 
