@@ -29,6 +29,7 @@ CPU_TILE = 1024  # on the CPU, tiles up to ~1 MP run as fast per pixel as whole 
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (image, per-pixel threshold or None)
 STREAK_LEVEL = 4.0  # grey levels: where the input's rain layer exceeds this, D_dr uses shrink_streaks
 ANGLE_SIDE = 1024  # px: the rain angle is found on the central ANGLE_SIDE² of larger photos (9 s saved at 12 MP)
+ANGLE_MIN = 32  # px: a photo narrower than this has no rain angle to find (the line kernels are 25 px): `shrink` only
 
 
 # ---------------------------------------------------------------- devices and precision
@@ -139,6 +140,9 @@ def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None
     maps = []
     for x in img.detach().float().clamp(0, 1).cpu():
         rgb = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        if min(rgb.shape[:2]) < ANGLE_MIN:
+            maps.append(torch.full(rgb.shape[:2], cfg.shrink))
+            continue
         top, left = max(0, (rgb.shape[0] - ANGLE_SIDE) // 2), max(0, (rgb.shape[1] - ANGLE_SIDE) // 2)
         angle = rain_angle(rgb[top:top + ANGLE_SIDE, left:left + ANGLE_SIDE])
         streaks = rain_layer(rgb, angle) > STREAK_LEVEL

@@ -363,6 +363,13 @@ def test_streak_threshold_finds_the_angle_of_a_large_photo_on_its_centre():
     assert (t == expected).mean() > 0.999 and (t == np.float32(0.02)).mean() > 0.02
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (20, 300), (31, 31)])
+def test_streak_threshold_of_a_photo_too_small_for_a_rain_angle_is_shrink(shape):
+    cfg = dataclasses.replace(create_model("tiny").config, shrink=0.05, shrink_streaks=0.02)
+    t = streak_threshold(cfg, torch.rand(2, 3, *shape))
+    assert t.shape == (2, 1, *shape) and (t == 0.05).all()
+
+
 def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
     """The oracle: the network with no threshold, then the residual soft-thresholded by hand (numpy) at
     shrink_streaks on the streaks and shrink elsewhere."""

@@ -137,3 +137,19 @@ def test_streak_angle_is_the_rain_peak_not_scene_lines_at_the_range_edge():
     assert ANGLES[int(np.argmax(scene + rain))] == -45
     assert ANGLES[rain_angle_index(scene + rain)] == 10
     assert ANGLES[rain_angle_index(scene)] == -45  # no peak inside: the maximum
+
+
+@pytest.mark.parametrize("shape", [(97, 130), (25, 40), (12, 9)])
+def test_orientation_energy_equals_one_fftconvolve_per_angle(shape):
+    """The oracle: scipy's fftconvolve in 'valid' mode for each line kernel, on the same fine detail."""
+    from scipy.ndimage import gaussian_filter
+    from scipy.signal import fftconvolve
+
+    from derain.metrics.psnr_ssim import rgb_to_y
+    from derain.metrics.streaks import ANGLES, DETAIL_SIGMA, _line, orientation_energy
+
+    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    y = rgb_to_y(img).astype(np.float64)
+    detail = y - gaussian_filter(y, DETAIL_SIGMA)
+    expected = [np.mean(fftconvolve(detail, _line(a), mode="valid") ** 2) for a in ANGLES]
+    np.testing.assert_allclose(orientation_energy(img), expected, rtol=1e-9)
