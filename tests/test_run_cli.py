@@ -323,6 +323,14 @@ def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny
     tta = {name: record["options"][index]["tta"] for name, index in record["outputs"].items()}
     assert tta == {"a.png": True, "b.png": False, "c.png": False, "d.png": False, "e.png": False}
 
+    assert run(str(other), src / "a.png", "-o", out, "--tta", "--overwrite") == 0
+    config = json.loads((other / "config.json").read_text())  # the same weights behind another threshold
+    config["model"]["shrink"] = 0.04
+    (other / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert run(str(other), src / "a.png", "-o", out, "--tta") == 0
+    assert "made with different options (model config)" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("option, words", [
     (["--max-memory", "1KB"], "max memory 1KB is too small for overlap 32"),

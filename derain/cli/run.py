@@ -303,16 +303,17 @@ def _report_skipped(skipped: list[Path], settings: OutputSettings | None) -> Non
 # ---------------------------------------------------------------- the options each output was made with
 
 def output_options(args) -> dict:
-    """The options that change what `derain run` writes: the model (by the hash of its weights),
-    self-ensemble, tiling and precision."""
-    from derain.hub import WEIGHTS_NAME, resolve_model
+    """The options that change what `derain run` writes: the model (by the hash of its weights, and its
+    config: the same weights behind another threshold write other pixels), self-ensemble, tiling and precision."""
+    from derain.hub import WEIGHTS_NAME, read_config, resolve_model
 
     model = resolve_model(args.model)
     digest = hashlib.sha256()
     with open(model / WEIGHTS_NAME, "rb") as weights:
         for block in iter(lambda: weights.read(1 << 20), b""):
             digest.update(block)
-    return {"model": str(model.resolve()), "weights_sha256": digest.hexdigest(), "tta": args.tta,
+    return {"model": str(model.resolve()), "weights_sha256": digest.hexdigest(),
+            "model_config": read_config(model).get("model"), "tta": args.tta,
             "tile": args.tile, "overlap": args.overlap, "max_memory": args.max_memory,
             "precision": args.precision or "fp32"}
 
@@ -350,7 +351,8 @@ class OutputSettings:
             recorded = self.recorded[index]
             differ = [key for key in self.options if key != "model" and recorded.get(key) != self.options[key]]
             if differ:
-                changed[str(target)] = ["model" if key == "weights_sha256" else key for key in differ]
+                names = {"weights_sha256": "model", "model_config": "model config"}
+                changed[str(target)] = [names.get(key, key) for key in differ]
         return changed
 
     def wrote(self, target: Path) -> None:
