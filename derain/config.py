@@ -31,7 +31,7 @@ class ModelConfig:
     context_dim: int = 0  # width of the detail path's dilated context branch (needs detail_dim); 0 = none
     darken_only: bool = False  # D_dr: no output pixel brighter than the input (rain only adds light)
     shrink: float = 0.0  # D_dr: soft threshold on the residual, 0-1 scale: smaller changes are dropped
-    shrink_streaks: float = 0.0  # D_dr at inference: the threshold on the input's own rain streaks; 0 = shrink there too
+    shrink_streaks: float = 0.0  # D_dr: the threshold on the input's own rain streaks (inference; training with streak_map)
 
     def __post_init__(self):
         object.__setattr__(self, "spp_kernels", tuple(int(k) for k in self.spp_kernels))
