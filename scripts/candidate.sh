@@ -13,8 +13,7 @@ if [ $# -lt 3 ]; then
   exit 2
 fi
 name=$1; levels=$2; shift 2
-shrink=$(python -c "import sys; t = sys.argv[1].split('/'); print(f'{float(t[0]) / 255:.4f}')" "$levels")
-streaks=$(python -c "import sys; t = sys.argv[1].split('/'); print(f'{float(t[1]) / 255:.4f}' if len(t) > 1 else 0)" "$levels")
+read -r shrink streaks < <(python -c "import sys; t, s = (sys.argv[1] + '/0').split('/')[:2]; print(f'{float(t) / 255:.4f} {float(s) / 255:.4f}')" "$levels")
 python scripts/average_models.py "runs/$name" "$@" --darken-only --shrink "$shrink" --shrink-streaks "$streaks" > /dev/null
 echo "== $name: mean of $# behind $levels levels (--shrink $shrink --shrink-streaks $streaks)"
 derain suite --model "runs/$name" --out "results/suite-$name" | grep -E '^\|'

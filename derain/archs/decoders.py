@@ -130,14 +130,14 @@ class ImageDecoder(nn.Module):
         residual = residual[..., :H, :W]
         if self.detail is not None:
             residual = self.detail(residual, img)
-        if threshold is None and self.shrink and not (self.training and self.shrink_jitter):
-            residual = F.softshrink(residual, self.shrink)
-        elif threshold is not None or self.shrink:
-            threshold = self.shrink if threshold is None else threshold
-            if self.training and self.shrink_jitter:  # a threshold (or map) drawn per sample
-                jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
-                threshold = threshold * (1 + self.shrink_jitter * jitter)
-            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)  # softshrink
+        threshold = self.shrink if threshold is None else threshold
+        if self.training and self.shrink_jitter:  # a threshold (or map) drawn per sample
+            jitter = torch.rand(len(residual), 1, 1, 1, device=residual.device, dtype=residual.dtype) * 2 - 1
+            threshold = threshold * (1 + self.shrink_jitter * jitter)
+        if isinstance(threshold, torch.Tensor):  # softshrink at a threshold per sample or per pixel
+            residual = residual - torch.minimum(torch.maximum(residual, -threshold), threshold)
+        elif threshold:
+            residual = F.softshrink(residual, threshold)
         if self.darken_only:
             residual = residual.clamp(max=0)
         return img + residual

@@ -58,9 +58,8 @@ class Supervised(nn.Module):
 
     def forward(self, batch):
         inputs, targets = batch
-        if self.streak_map:
-            return {"loss": self.loss(self.net(inputs, streak_threshold(self.net.config, inputs)), targets)}
-        return {"loss": self.loss(self.net(inputs), targets)}
+        args = (inputs, streak_threshold(self.net.config, inputs)) if self.streak_map else (inputs,)
+        return {"loss": self.loss(self.net(*args), targets)}
 
 
 def decode(teacher: nn.Module, feats: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
