@@ -33,6 +33,10 @@
 #              (s28a | s28b); ran on the CPU at 8 x 128² in sessions 27-28 as s27c and s28d (docs/model_history.md,
 #              "Line-rich clean crops: s27c and s28d"), whose mean ships behind 11.25 levels: the plan for the next
 #              lease, with SHRINK=0.049 and 16 x 256² crops
+#   session33  session 28's pair continued through the threshold per pixel (stage key streak_map, 12.5 / 6.25
+#              levels, the maps made in the data workers), two seeds (s33a | s33b); ran on the CPU at 8 x 128² in
+#              sessions 32-33 as s32a and s32c (docs/model_history.md, "A threshold per pixel"): the plan for the
+#              next lease, with SHRINK=0.049 and 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (session 32's mean; session 17 started from session 16's continuation, session 16
@@ -47,7 +51,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26 or session28" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session33) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28 or session33" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -105,6 +109,11 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
+  session33) runs="s33a s33b"
+    mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
+      --set stages.scratch.streak_map=true)
+    train s33a 25 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+    train s33b 26 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" ;;
 esac
 sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null; uptime
 wait

@@ -530,11 +530,16 @@ def test_scratch_hands_its_shrink_jitter_to_the_decoder(data, tmp_path):
 
 
 def test_scratch_with_streak_map_trains_through_the_threshold_per_pixel(data, tmp_path):
-    """stages.scratch.streak_map: the loss is the one of the network run through streak_threshold's map of
-    each input (the oracle: the same net called by hand with the map), not through `shrink` alone."""
+    """stages.scratch.streak_map: each pair comes with streak_threshold's map of its input, made by the dataset
+    (so in the DataLoader's workers), and the loss is the one of the network run through it (the oracle: the
+    same net called by hand with the map), not through `shrink` alone."""
     online = ["data.synth.online=true", "model.shrink=0.05", "model.shrink_streaks=0.01", 'data.synth.families={"light": 1.0}']
     cfg = load_train_config(tiny_config(data), overrides=[*online, "stages.scratch.streak_map=true"])
     stage = build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu"))
+    pair = stage.dataset[0]
+    assert len(pair) == 3 and torch.equal(pair[2], streak_threshold(cfg.student, pair[0][None])[0])
+    stage.dataset.set_epoch(1)  # the crops of another epoch, as batch_stream asks
+    assert not torch.equal(stage.dataset[0][0], pair[0])
     net = stage.val_net.eval()
     torch.manual_seed(0)
     with torch.no_grad():
@@ -545,9 +550,11 @@ def test_scratch_with_streak_map_trains_through_the_threshold_per_pixel(data, tm
     threshold = streak_threshold(net.config, inputs)
     assert threshold.unique().numel() == 2
     with torch.no_grad():
-        loss = stage.module((inputs, targets))["loss"]
+        loss = stage.module((inputs, targets, threshold))["loss"]
         assert loss.item() == pytest.approx(stage_loss(cfg.stages["scratch"])(net(inputs, threshold), targets).item())
         assert loss.item() != pytest.approx(stage_loss(cfg.stages["scratch"])(net(inputs), targets).item())
+    plain = build_stage("scratch", load_train_config(tiny_config(data), overrides=online), RunDir(tmp_path), torch.device("cpu"))
+    assert len(plain.dataset[0]) == 2
 
 
 def test_keep_freed_memory_stops_large_allocations_from_faulting_in_afresh():

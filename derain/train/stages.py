@@ -28,6 +28,7 @@ from derain.data import (CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, R
 from derain.data.datasets import images_in
 from derain.data.families import TRAIN_WEIGHTS, holdout
 from derain.atomic import atomic_write
+from derain.config import ModelConfig
 from derain.errors import DerainError
 from derain.hub import CONFIG_NAME, from_pretrained, resolve_model, save_pretrained
 from derain.inference import streak_threshold
@@ -50,16 +51,33 @@ class Stage:
 
 class Supervised(nn.Module):
     """A network trained on (input, target) batches with one loss: recog, recon, finetune, scratch.
-    `streak_map`: D_dr runs through its threshold per pixel, made from each input (streak_threshold)."""
+    A batch may carry a third tensor, D_dr's threshold per pixel (WithStreakMap), which the network runs through."""
 
-    def __init__(self, net: nn.Module, loss: Callable, streak_map: bool = False):
+    def __init__(self, net: nn.Module, loss: Callable):
         super().__init__()
-        self.net, self.loss, self.streak_map = net, loss, streak_map
+        self.net, self.loss = net, loss
 
     def forward(self, batch):
-        inputs, targets = batch
-        args = (inputs, streak_threshold(self.net.config, inputs)) if self.streak_map else (inputs,)
-        return {"loss": self.loss(self.net(*args), targets)}
+        inputs, targets, *threshold = batch
+        return {"loss": self.loss(self.net(inputs, *threshold), targets)}
+
+
+class WithStreakMap(Dataset):
+    """`streak_map`: each (input, target) pair plus its input's threshold per pixel (streak_threshold), made
+    where the pairs are made (in the DataLoader's workers when data.workers > 0), not in the training step."""
+
+    def __init__(self, pairs: Dataset, model: ModelConfig):
+        self.pairs, self.model = pairs, model
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pairs.set_epoch(epoch)
+
+    def __getitem__(self, index):
+        inputs, targets = self.pairs[index]
+        return inputs, targets, streak_threshold(self.model, inputs[None])[0]
 
 
 def decode(teacher: nn.Module, feats: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -181,15 +199,18 @@ def pairs_root(cfg: TrainConfig, run: RunDir) -> Path:
     return Path(cfg.data.pairs) if cfg.data.pairs else run.synth_dir(cfg.data.synth.rain_model)
 
 
-def pairs_dataset(cfg: TrainConfig, run: RunDir, crop: int):
-    """finetune's and scratch's pairs: data.pairs, rain drawn per crop (synth.online), or synthesised pairs."""
+def pairs_dataset(cfg: TrainConfig, run: RunDir, s: RestorationConfig) -> Dataset:
+    """finetune's and scratch's pairs: data.pairs, rain drawn per crop (synth.online), or synthesised pairs;
+    with their threshold maps when the stage trains through them (streak_map)."""
     synth = cfg.data.synth
     if synth.online and not cfg.data.pairs:
-        return RainMixDataset(training_photos([synth.clean], cfg.data.holdout), crop=crop, seed=cfg.seed,
-                              weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch,
-                              negatives=synth.negatives, detailed_rain=synth.detailed_rain,
-                              overrides=synth.family_params, bank=synth.bank, aligned_rain=synth.aligned_rain)
-    return PairedDataset(pairs_root(cfg, run), crop=crop, seed=cfg.seed)
+        pairs = RainMixDataset(training_photos([synth.clean], cfg.data.holdout), crop=s.crop, seed=cfg.seed,
+                               weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch,
+                               negatives=synth.negatives, detailed_rain=synth.detailed_rain,
+                               overrides=synth.family_params, bank=synth.bank, aligned_rain=synth.aligned_rain)
+    else:
+        pairs = PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed)
+    return WithStreakMap(pairs, cfg.student) if s.streak_map else pairs
 
 
 def stage_loss(s: RestorationConfig) -> Callable:
@@ -204,8 +225,7 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     net.decoder.shrink_jitter = s.shrink_jitter
     groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
               {"params": list(net.decoder.parameters()), "lr": s.lr}]
-    return Stage("finetune", Supervised(net, stage_loss(s), s.streak_map),
-                 pairs_dataset(cfg, run, s.crop),
+    return Stage("finetune", Supervised(net, stage_loss(s)), pairs_dataset(cfg, run, s),
                  groups, save_model("finetune", run), val_net=net)
 
 
@@ -218,8 +238,7 @@ def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     groups = [{"params": [p for k, p in params.items() if k not in added], "lr": s.lr}]
     if added:
         groups.append({"params": [params[k] for k in added], "lr": s.lr_added or s.lr})
-    return Stage("scratch", Supervised(net, stage_loss(s), s.streak_map),
-                 pairs_dataset(cfg, run, s.crop),
+    return Stage("scratch", Supervised(net, stage_loss(s)), pairs_dataset(cfg, run, s),
                  groups, save_model("scratch", run), val_net=net)
 
 
