@@ -32,6 +32,7 @@ class ModelConfig:
     darken_only: bool = False  # D_dr: no output pixel brighter than the input (rain only adds light)
     shrink: float = 0.0  # D_dr: soft threshold on the residual, 0-1 scale: smaller changes are dropped
     shrink_streaks: float = 0.0  # D_dr: the threshold on the input's own rain streaks (inference; training with streak_map)
+    streak_level: float = 4.0  # grey levels: a streak is where the input's rain layer exceeds this (with shrink_streaks)
 
     def __post_init__(self):
         object.__setattr__(self, "spp_kernels", tuple(int(k) for k in self.spp_kernels))
@@ -43,6 +44,8 @@ class ModelConfig:
         for name in ("shrink", "shrink_streaks"):
             if not 0 <= getattr(self, name) < 1:
                 raise DerainError(f"model config: {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.streak_level < 0:
+            raise DerainError(f"model config: streak_level must be >= 0 (grey levels), got {self.streak_level}")
         if self.detail_dim < 0:
             raise DerainError(f"model config: detail_dim must be >= 0, got {self.detail_dim}")
         if self.context_dim < 0 or (self.context_dim and not self.detail_dim):

@@ -27,7 +27,6 @@ DEFAULT_MAX_MEMORY = 1 << 30  # activation budget when neither a tile size nor a
 CPU_TILE = 1024  # on the CPU, tiles up to ~1 MP run as fast per pixel as whole photos, in less memory
 
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (image, per-pixel threshold or None)
-STREAK_LEVEL = 4.0  # grey levels: where the input's rain layer exceeds this, D_dr uses shrink_streaks
 ANGLE_SIDE = 1024  # px: the rain angle is found on the central ANGLE_SIDE² of larger photos (9 s saved at 12 MP)
 ANGLE_MIN = 32  # px: a photo narrower than this has no rain angle to find (the line kernels are 25 px): `shrink` only
 
@@ -133,7 +132,7 @@ def model_forward(net: torch.nn.Module, device: torch.device, dtype: torch.dtype
 
 def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None:
     """D_dr's threshold per pixel for B×3×H×W in [0, 1]: `shrink_streaks` on the input's own rain streaks
-    (derain.data.rain_bank.rain_layer over STREAK_LEVEL grey levels, at the photo's rain angle) and `shrink`
+    (derain.data.rain_bank.rain_layer over `streak_level` grey levels, at the photo's rain angle) and `shrink`
     elsewhere; B×1×H×W on `img`'s device, or None when the config has one threshold."""
     if not cfg.shrink_streaks:
         return None
@@ -145,7 +144,7 @@ def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None
             continue
         top, left = max(0, (rgb.shape[0] - ANGLE_SIDE) // 2), max(0, (rgb.shape[1] - ANGLE_SIDE) // 2)
         angle = rain_angle(rgb[top:top + ANGLE_SIDE, left:left + ANGLE_SIDE])
-        streaks = rain_layer(rgb, angle) > STREAK_LEVEL
+        streaks = rain_layer(rgb, angle) > cfg.streak_level
         maps.append(torch.from_numpy(np.where(streaks, cfg.shrink_streaks, cfg.shrink).astype(np.float32)))
     return torch.stack(maps)[:, None].to(img.device)
 

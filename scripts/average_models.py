@@ -1,13 +1,14 @@
 """Average the weights of several model directories of one architecture (checkpoint averaging, a
 "model soup") into a new model directory.
 
-    python scripts/average_models.py OUT MODEL [MODEL ...] [--darken-only] [--shrink T] [--shrink-streaks S]
+    python scripts/average_models.py OUT MODEL [MODEL ...] [--darken-only] [--shrink T] [--shrink-streaks S] [--streak-level L]
 
 Each MODEL is what `derain.hub.resolve_model` accepts (a model directory, a run, or `bundled`). OUT gets
 the architecture's config.json with the `averaged_from` list, and the mean weights, written atomically.
 `--darken-only` sets the model config's `darken_only` (D_dr keeps the negative part of its residual),
 `--shrink T` its `shrink` (D_dr soft-thresholds its residual by T, on the 0-1 scale), `--shrink-streaks S` its
-`shrink_streaks` (the threshold on the input's own rain streaks at inference, derain.inference.streak_threshold).
+`shrink_streaks` (the threshold on the input's own rain streaks at inference, derain.inference.streak_threshold),
+`--streak-level L` its `streak_level` (where the input's rain layer exceeds L grey levels, a streak).
 """
 from __future__ import annotations
 
@@ -40,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--darken-only", action="store_true", help="no output pixel brighter than the input")
     parser.add_argument("--shrink", type=float, help="soft threshold on D_dr's residual (0-1 scale)")
     parser.add_argument("--shrink-streaks", type=float, help="D_dr's threshold on the input's rain streaks (0-1 scale)")
+    parser.add_argument("--streak-level", type=float, help="where a streak is: the input's rain layer over this (grey levels)")
     args = parser.parse_args(argv)
     try:
         paths = [resolve_model(m) for m in args.models]
         net = average_models(paths)
         changes = {k: v for k, v in (("darken_only", args.darken_only or None), ("shrink", args.shrink),
-                                     ("shrink_streaks", args.shrink_streaks)) if v is not None}
+                                     ("shrink_streaks", args.shrink_streaks),
+                                     ("streak_level", args.streak_level)) if v is not None}
         if changes:
             changed = type(net)(dataclasses.replace(net.config, **changes))
             changed.load_state_dict(net.state_dict())

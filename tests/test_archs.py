@@ -152,6 +152,8 @@ def test_unknown_config_key_is_a_clear_error():
         ModelConfig.from_dict({"widht": 32})
     with pytest.raises(DerainError, match="not divisible"):
         ModelConfig(dim=30, num_heads=4)
+    with pytest.raises(DerainError, match="streak_level must be >= 0"):
+        ModelConfig(streak_level=-1)
 
 
 def test_yaml_config_and_training_config_with_model_section(tmp_path):

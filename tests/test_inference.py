@@ -357,10 +357,14 @@ def test_streak_threshold_finds_the_angle_of_a_large_photo_on_its_centre():
     along = (xx - np.tan(np.radians(20)) * (1100 - yy))  # lines x = x0 + tan(20°)·(H − y): top leans right
     y[(np.mod(along, 23) < 2) & (np.mod(yy, 60) < 35)] += 40
     rgb = np.repeat(np.clip(y, 0, 255).round().astype(np.uint8)[..., None], 3, 2)
-    cfg = dataclasses.replace(create_model("tiny").config, shrink=0.05, shrink_streaks=0.02)
-    t = streak_threshold(cfg, torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
-    expected = np.where(rain_layer(rgb, 20.0) > inference.STREAK_LEVEL, np.float32(0.02), np.float32(0.05))
-    assert (t == expected).mean() > 0.999 and (t == np.float32(0.02)).mean() > 0.02
+    marked = {}
+    for level in (4.0, 1.5):
+        cfg = dataclasses.replace(create_model("tiny").config, shrink=0.05, shrink_streaks=0.02, streak_level=level)
+        t = streak_threshold(cfg, torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)[0, 0].numpy()
+        expected = np.where(rain_layer(rgb, 20.0) > level, np.float32(0.02), np.float32(0.05))
+        assert (t == expected).mean() > 0.999 and (t == np.float32(0.02)).mean() > 0.02
+        marked[level] = (t == np.float32(0.02)).mean()
+    assert marked[1.5] > marked[4.0]  # a lower streak_level marks fainter streaks too
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (20, 300), (31, 31)])

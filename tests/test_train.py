@@ -489,6 +489,10 @@ def test_validation_models_can_be_kept_and_averaged(data, tmp_path):
     assert average_main([str(tmp_path / "shrunk"), str(tmp_path / "capped"), "--shrink", "0.01"]) == 0
     shrunk = from_pretrained(tmp_path / "shrunk")
     assert shrunk.config.darken_only and shrunk.config.shrink == 0.01  # --shrink keeps the cap
+    assert average_main([str(tmp_path / "mapped"), str(tmp_path / "shrunk"), "--shrink-streaks", "0.005",
+                         "--streak-level", "2.5"]) == 0
+    mapped = from_pretrained(tmp_path / "mapped").config
+    assert (mapped.shrink, mapped.shrink_streaks, mapped.streak_level) == (0.01, 0.005, 2.5)
     wider = tmp_path / "wider"
     train({**tiny_config(data), "model": {**MODEL, "dim": MODEL["dim"] * 2}}, wider, stages=["scratch"])
     assert average_main([str(tmp_path / "bad"), str(tmp_path / "mean"), str(wider / "scratch_model")]) == 1
