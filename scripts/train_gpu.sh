@@ -34,9 +34,10 @@
 #              "Line-rich clean crops: s27c and s28d"), whose mean ships behind 11.25 levels: the plan for the next
 #              lease, with SHRINK=0.049 and 16 x 256² crops
 #   session33  session 28's pair continued through the threshold per pixel (stage key streak_map, 12.5 / 6.25
-#              levels, the maps made in the data workers), two seeds (s33a | s33b); ran on the CPU at 8 x 128² in
-#              sessions 32-33 as s32a and s32c (docs/model_history.md, "A threshold per pixel"): the plan for the
-#              next lease, with SHRINK=0.049 and 16 x 256² crops
+#              levels where the rain layer exceeds 2.5, the maps made in the data workers), two seeds (s33a | s33b);
+#              ran on the CPU at 8 x 128² in sessions 32-33 as s32a/s32c and s33d/s33e (docs/model_history.md, "A
+#              threshold per pixel", "Fainter streaks on the map"): the plan for the next lease, with SHRINK=0.049
+#              and 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (session 32's mean; session 17 started from session 16's continuation, session 16
@@ -111,7 +112,7 @@ case $PLAN in
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
   session33) runs="s33a s33b"
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
-      --set stages.scratch.streak_map=true)
+      --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     train s33a 25 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     train s33b 26 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" ;;
 esac
