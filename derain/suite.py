@@ -110,7 +110,7 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     summary = {}
     for family, items in groups.items():
         none = family == "none"
-        worse = [r["psnr"] < NO_RAIN_FLOOR_DB if none else r["psnr"] < r["input_psnr"] for r in items]
+        worse = [harm_margin(r) < 0 for r in items]
         out_psnr = _finite_mean([r["psnr"] for r in items])
         in_psnr = _finite_mean([r["input_psnr"] for r in items])
         summary[family] = {
@@ -120,6 +120,16 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
             "brightness_shift": float(np.mean([r["brightness_shift"] for r in items])),
         }
     return summary
+
+
+def harm_margin(row: dict) -> float:
+    """dB above do-no-harm's bar: a rainy image's input PSNR; for a clean photo, NO_RAIN_FLOOR_DB."""
+    return row["psnr"] - (NO_RAIN_FLOOR_DB if row["family"] == "none" else row["input_psnr"])
+
+
+def made_worse(rows: list[dict]) -> list[dict]:
+    """The images below do-no-harm's bar, worst first, each with its margin in dB."""
+    return sorted(({**r, "margin": harm_margin(r)} for r in rows if harm_margin(r) < 0), key=lambda r: r["margin"])
 
 
 def summary_table(summary: dict[str, dict]) -> str:

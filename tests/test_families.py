@@ -1,4 +1,5 @@
 """Rain families, the Photoshop-style generator, the family mixer, the held-out split and the suite."""
+import csv
 import json
 import math
 from collections import Counter
@@ -18,7 +19,7 @@ from derain.data.families import (SYNTHETIC_FAMILIES, add_family_rain, aligned_l
                                    holdout, in_holdout, jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
-from derain.suite import build_suite, score_suite, summarize
+from derain.suite import build_suite, made_worse, score_suite, summarize
 from test_synthesis import angle_error, streak_angle
 
 
@@ -227,12 +228,29 @@ def test_suite_scores_identity_and_a_darkening_model(clean_photos, tmp_path):
     assert darken["light"]["worse_share"] == 1.0 and darken["light"]["gain"] < 0
 
 
+def test_made_worse_lists_harmed_images_worst_first():
+    rows = [{"image": "a", "family": "light", "input_psnr": 30.0, "psnr": 29.5},
+            {"image": "b", "family": "light", "input_psnr": 30.0, "psnr": 31.0},
+            {"image": "c", "family": "heavy", "input_psnr": 20.0, "psnr": 18.0},
+            {"image": "d", "family": "none", "input_psnr": 100.0, "psnr": 39.0},
+            {"image": "e", "family": "none", "input_psnr": 100.0, "psnr": 41.0}]
+    assert [(r["image"], r["margin"]) for r in made_worse(rows)] == [("c", -2.0), ("d", -1.0), ("a", -0.5)]
+    full = [{**r, "input_ssim": 1.0, "ssim": 1.0, "brightness_shift": 0.0} for r in rows]
+    assert summarize(full)["light"]["worse_share"] == 0.5 and summarize(full)["none"]["worse_share"] == 0.5
+
+
 def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir, capsys):
     assert main(["suite", "--model", tiny_model_dir, "--clean", str(clean_photos), "--dir", str(tmp_path / "s"),
                  "--crop", "32", "--out", str(tmp_path / "report")]) == 0
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert set(summary["families"]) == set(SYNTHETIC_FAMILIES) | {"rain (all)"}
-    assert "| light |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| light |" in printed
+    rows = list(csv.DictReader((tmp_path / "report" / "scores.csv").open()))
+    harmed = [r for r in rows if float(r["psnr"]) < (40 if r["family"] == "none" else float(r["input_psnr"]))]
+    for r in harmed:
+        assert r["image"] in printed
+    assert ("worse than the input" in printed or "below 40 dB" in printed) == bool(harmed)
     assert summary["tta"] is False
     assert main(["suite", "--model", tiny_model_dir, "--tta", "--clean", str(clean_photos), "--dir",
                  str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "tta")]) == 0

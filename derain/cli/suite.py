@@ -41,7 +41,7 @@ def run(args) -> int:
     import derain
     from derain import evaluation as ev
     from derain.errors import DerainError
-    from derain.suite import ensure_suite, score_suite, summarize, summary_table
+    from derain.suite import NO_RAIN_FLOOR_DB, ensure_suite, made_worse, score_suite, summarize, summary_table
 
     if args.tta and args.model == "none":
         raise DerainError("--tta runs a model; it does not apply to --model none")
@@ -56,5 +56,10 @@ def run(args) -> int:
     table = summary_table(summary)
     ev.write_text(out / "summary.md", f"Validation suite `{suite_dir}`, model `{args.model}`.\n\n{table}")
     print(table)
+    failed = made_worse(rows)
+    for family in sorted({r["family"] for r in failed}):
+        names = [f"{r['image']} ({r['margin']:+.2f} dB)" for r in failed if r["family"] == family]
+        bar = f"below {NO_RAIN_FLOOR_DB:g} dB" if family == "none" else "worse than the input"
+        print(f"{family}, {bar}: " + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else ""))
     print(f"wrote {out / 'scores.csv'}, {out / 'summary.json'}, {out / 'summary.md'}")
     return 0
