@@ -378,7 +378,7 @@ def test_no_rain_crops_are_the_most_detailed_of_the_candidates(tmp_path):
     rain_one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40)
     rain_four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40, detailed_rain=4)
     assert 0.3 < share(rain_one) < 0.7 and share(rain_four) > 0.85  # detailed_rain picks the rainy crops' scenes
-    with pytest.raises(DerainError, match="detailed_rain and aligned_rain must be at least 1"):
+    with pytest.raises(DerainError, match="aligned_rain and aligned_negatives must be at least 1"):
         RainMixDataset(files, crop=32, samples_per_epoch=5, detailed_rain=0)
 
 
@@ -410,4 +410,10 @@ def test_aligned_rain_picks_rainy_crops_with_lines_along_the_rain(tmp_path):
     assert 0.3 < vertical(one) < 0.7 and vertical(four) > 0.85  # 1 - 0.5⁴ = 0.94 expected
     with pytest.raises(DerainError, match="set one of them"):
         RainMixDataset(files, crop=32, samples_per_epoch=5, detailed_rain=2, aligned_rain=2)
+    clean_one = RainMixDataset(files, crop=32, weights={"none": 1}, samples_per_epoch=40)
+    clean_four = RainMixDataset(files, crop=32, weights={"none": 1}, samples_per_epoch=40, aligned_negatives=4)
+    assert 0.3 < vertical(clean_one) < 0.7 and vertical(clean_four) > 0.85  # the no-rain crops, picked the same way
+    assert all(torch.equal(clean_four[i][0], clean_four[i][1]) for i in range(5))  # and still without rain
+    with pytest.raises(DerainError, match="negatives and aligned_negatives"):
+        RainMixDataset(files, crop=32, samples_per_epoch=5, negatives=2, aligned_negatives=2)
 

@@ -165,7 +165,8 @@ class RainMixDataset(SeededDataset):
     of a family drawn by `weights` (derain.data.families), so no two samples share their rain; `overrides`
     replace a family's parameter ranges (families.check_overrides).
     A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
-    scene lines the model must learn to keep; a rainy one the most detailed of `detailed_rain`: rain over such
+    scene lines the model must learn to keep, or the one of `aligned_negatives` with the most bright thin lines
+    along the rain's directions: the scene the model would most likely take for rain; a rainy one the most detailed of `detailed_rain`: rain over such
     lines, which the model must tell apart from them, or the one of `aligned_rain` with the most bright thin
     lines along the rain's directions (families.aligned_line_energy): scene lines that look most like streaks.
     The `real` family's streaks come from the photos of `bank` (derain.data.rain_bank). Decoded photos are
@@ -174,14 +175,17 @@ class RainMixDataset(SeededDataset):
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
                  weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
                  detailed_rain: int = 1, overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = (),
-                 aligned_rain: int = 1):
+                 aligned_rain: int = 1, aligned_negatives: int = 1):
         super().__init__(crop, True, seed)
-        if min(negatives, detailed_rain, aligned_rain) < 1:
-            raise DerainError(f"negatives, detailed_rain and aligned_rain must be at least 1, got {negatives}, "
-                              f"{detailed_rain} and {aligned_rain}")
+        if min(negatives, detailed_rain, aligned_rain, aligned_negatives) < 1:
+            raise DerainError(f"negatives, detailed_rain, aligned_rain and aligned_negatives must be at least 1, got "
+                              f"{negatives}, {detailed_rain}, {aligned_rain} and {aligned_negatives}")
         if detailed_rain > 1 and aligned_rain > 1:
             raise DerainError("detailed_rain and aligned_rain each pick the rainy crops' scenes: set one of them")
-        self.negatives = negatives
+        if negatives > 1 and aligned_negatives > 1:
+            raise DerainError("negatives and aligned_negatives each pick the no-rain crops' scenes: set one of them")
+        self.negative_picks, self.negative_key = ((aligned_negatives, aligned_line_energy) if aligned_negatives > 1
+                                                  else (negatives, detail_energy))
         self.rain_picks, self.rain_key = ((aligned_rain, aligned_line_energy) if aligned_rain > 1
                                           else (detailed_rain, detail_energy))
         self.files = [Path(f) for f in files]
@@ -205,7 +209,7 @@ class RainMixDataset(SeededDataset):
         rng = self.rng(index)
         (clean,) = self.prepare([self.random_photo(rng)], rng)
         family = draw_family(rng, self.weights)
-        picks, key = (self.negatives, detail_energy) if family == "none" else (self.rain_picks, self.rain_key)
+        picks, key = (self.negative_picks, self.negative_key) if family == "none" else (self.rain_picks, self.rain_key)
         if picks > 1:
             others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(picks - 1)]
             clean = max([clean, *others], key=key)

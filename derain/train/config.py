@@ -132,6 +132,7 @@ class SynthConfig:
     negatives: int = 1  # online: a no-rain crop is the most detailed of this many random crops
     detailed_rain: int = 1  # online: a rainy crop is the most detailed of this many (rain over fine scene lines)
     aligned_rain: int = 1  # online: or the one of this many with most bright thin lines along the rain's directions
+    aligned_negatives: int = 1  # online: a no-rain crop is instead the one of this many with most such lines
 
     def __post_init__(self):
         try:
@@ -142,8 +143,9 @@ class SynthConfig:
             raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
-        if min(self.count, self.negatives, self.detailed_rain, self.aligned_rain) < 1 or (self.crop is not None and self.crop < 1):
-            raise ValueError("count, negatives, detailed_rain, aligned_rain and crop must be at least 1")
+        picks = (self.count, self.negatives, self.detailed_rain, self.aligned_rain, self.aligned_negatives)
+        if min(picks) < 1 or (self.crop is not None and self.crop < 1):
+            raise ValueError("count, negatives, detailed_rain, aligned_rain, aligned_negatives and crop must be at least 1")
         unknown = sorted(set(self.params) - set(RAIN_DEFAULTS[self.rain_model]))
         if unknown:
             raise ValueError(f"params: unknown {self.rain_model} rain parameter(s) {unknown}; "
