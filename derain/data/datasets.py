@@ -166,9 +166,9 @@ class RainMixDataset(SeededDataset):
     replace a family's parameter ranges (families.check_overrides).
     A no-rain sample is the most detailed of `negatives` random crops (derain.data.families.detail_energy):
     scene lines the model must learn to keep, or the one of `aligned_negatives` with the most bright thin lines
-    along the rain's directions: the scene the model would most likely take for rain; a rainy one the most detailed of `detailed_rain`: rain over such
-    lines, which the model must tell apart from them, or the one of `aligned_rain` with the most bright thin
-    lines along the rain's directions (families.aligned_line_energy): scene lines that look most like streaks.
+    along the rain's directions (families.aligned_line_energy): the scene it would most likely take for rain.
+    A rainy one is the most detailed of `detailed_rain`: rain over such lines, which the model must tell apart
+    from them, or the one of `aligned_rain` with the most lines along the rain: those that look most like streaks.
     The `real` family's streaks come from the photos of `bank` (derain.data.rain_bank). Decoded photos are
     cached per process."""
 
