@@ -129,7 +129,8 @@ def harm_margin(row: dict) -> float:
 
 def made_worse(rows: list[dict]) -> list[dict]:
     """The images below do-no-harm's bar, worst first, each with its margin in dB."""
-    return sorted(({**r, "margin": harm_margin(r)} for r in rows if harm_margin(r) < 0), key=lambda r: r["margin"])
+    scored = [{**r, "margin": harm_margin(r)} for r in rows]
+    return sorted((r for r in scored if r["margin"] < 0), key=lambda r: r["margin"])
 
 
 def summary_table(summary: dict[str, dict]) -> str:

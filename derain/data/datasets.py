@@ -6,7 +6,7 @@ changes the draws for the next epoch; the epoch lives in shared memory, so persi
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +160,14 @@ class BlurDataset(SeededDataset):
         return blurred, clean
 
 
+def scene_pick(detailed: int, aligned: int, keys: str, crops: str) -> tuple[int, Callable[[np.ndarray], float]]:
+    """How many random crops to draw and the score that picks one: bright thin lines along the rain when
+    `aligned` > 1 (families.aligned_line_energy), else detail (families.detail_energy)."""
+    if detailed > 1 and aligned > 1:
+        raise DerainError(f"{keys} each pick the {crops} crops' scenes: set one of them")
+    return (aligned, aligned_line_energy) if aligned > 1 else (detailed, detail_energy)
+
+
 class RainMixDataset(SeededDataset):
     """(rainy, clean) made on the fly: a random crop of a random clean photo, flipped or rotated, with rain
     of a family drawn by `weights` (derain.data.families), so no two samples share their rain; `overrides`
@@ -180,14 +188,10 @@ class RainMixDataset(SeededDataset):
         if min(negatives, detailed_rain, aligned_rain, aligned_negatives) < 1:
             raise DerainError(f"negatives, detailed_rain, aligned_rain and aligned_negatives must be at least 1, got "
                               f"{negatives}, {detailed_rain}, {aligned_rain} and {aligned_negatives}")
-        if detailed_rain > 1 and aligned_rain > 1:
-            raise DerainError("detailed_rain and aligned_rain each pick the rainy crops' scenes: set one of them")
-        if negatives > 1 and aligned_negatives > 1:
-            raise DerainError("negatives and aligned_negatives each pick the no-rain crops' scenes: set one of them")
-        self.negative_picks, self.negative_key = ((aligned_negatives, aligned_line_energy) if aligned_negatives > 1
-                                                  else (negatives, detail_energy))
-        self.rain_picks, self.rain_key = ((aligned_rain, aligned_line_energy) if aligned_rain > 1
-                                          else (detailed_rain, detail_energy))
+        self.negative_picks, self.negative_key = scene_pick(negatives, aligned_negatives,
+                                                              "negatives and aligned_negatives", "no-rain")
+        self.rain_picks, self.rain_key = scene_pick(detailed_rain, aligned_rain, "detailed_rain and aligned_rain",
+                                                      "rainy")
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
