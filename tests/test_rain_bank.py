@@ -143,6 +143,29 @@ def test_a_shorter_harvest_length_keeps_the_short_dashes_a_longer_one_drops():
     assert np.abs(rain_layer(photo, 0, along=9)[~dash]).max() < 1
 
 
+def test_longest_drops_the_lines_at_least_that_long_and_keeps_the_shorter_streaks(tmp_path, make_image):
+    """By hand: 11-px dashes beside a 2-px-wide pole the photo's full height, all 100 grey levels over the
+    background (100 × 219/255 in studio-range Y). Without `longest` both are harvested whole; with
+    longest 40, only the dashes."""
+    photo = dashes_photo(11)
+    photo[:, 7:9] = 160  # between the dashes' columns 4-5 and 13-14
+    pole = np.zeros(photo.shape[:2], bool)
+    pole[:, 7:9] = True
+    dash = (photo[..., 0] == 160) & ~pole
+    level = 100 * 219 / 255
+    kept, cut = rain_layer(photo, 0, along=9), rain_layer(photo, 0, along=9, longest=40)
+    assert np.allclose(kept[pole], level, atol=1) and np.allclose(kept[dash], level, atol=1)
+    assert np.abs(cut[pole]).max() < 1 and np.allclose(cut[dash], level, atol=1)
+    bank = RainBank([make_image(tmp_path / "p.png", array=photo)], along=9, longest=40)
+    assert bank.longest == 40 and np.allclose(bank.layers[0], cut, atol=0.1)
+    clean = np.full((48, 48, 3), 0.2)
+    with pytest.raises(DerainError, match="longest None differs from the bank's 40"):
+        add_family_rain(clean, "real", np.random.default_rng(0), {"real": {"along": 9}}, bank)
+    for bad in (9, 5, "x", True):
+        with pytest.raises(DerainError, match="longest must be a length in px above along"):
+            RainBank([tmp_path / "p.png"], along=9, longest=bad)
+
+
 def test_a_bank_harvested_at_two_lengths_holds_a_layer_per_photo_and_length(tmp_path, make_image):
     photos = [make_image(tmp_path / f"d{k}.png", array=dashes_photo(11, k)) for k in range(2)]
     single, both = RainBank(photos), RainBank(photos, along=[15, 9, 9])

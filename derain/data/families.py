@@ -115,12 +115,13 @@ def check_overrides(overrides: Mapping[str, Mapping]) -> dict[str, dict]:
 def bank_for(weights: Mapping[str, float], photos: Sequence[str | Path],
              overrides: Mapping[str, Mapping] | None = None) -> rain_bank.RainBank | None:
     """The rain bank of `photos` if `weights` draw the `real` family, else None (no photo is read), its
-    layers harvested at the `along` lengths of the real family's `overrides` (rain_bank.DEFAULTS)."""
+    layers harvested at the `along` and `longest` lengths of the real family's `overrides` (rain_bank.DEFAULTS)."""
     if weights.get("real", 0) <= 0:
         return None
     if not photos:
         raise DerainError(NEEDS_BANK)
-    return rain_bank.RainBank(photos, (overrides or {}).get("real", {}).get("along", rain_bank.DEFAULTS["along"]))
+    harvest = {**rain_bank.DEFAULTS, **(overrides or {}).get("real", {})}
+    return rain_bank.RainBank(photos, harvest["along"], harvest["longest"])
 
 
 def draw_family(rng: np.random.Generator, weights: Mapping[str, float] = TRAIN_WEIGHTS) -> str:

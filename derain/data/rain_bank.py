@@ -12,6 +12,8 @@ What is left is the light each streak adds over its surroundings, in grey levels
 lines along the rain (poles, mullions) come with it, and a veil or drops do not. Short dashes (the
 dense rain of sirr100's 101 and 131) are shorter than ALONG and are left out too, unless the bank
 is also harvested at a shorter length (`along`, e.g. [9, 15]: one layer per photo and length).
+`longest` drops what is at least that long as well (a third opening, subtracted): most of the scene's
+poles, mullions and glints along the rain, and the longest streaks with them.
 `RainBank` holds the layers of a set of photos and draws crops of them, rescaled, mirrored, optionally
 turned and scaled in strength; `add_bank_rain` adds one to a clean image.
 """
@@ -38,6 +40,7 @@ DEFAULTS = {
     "scale": (0.7, 1.4),  # resize of the layer: streak width and length
     "angle": 0,  # degrees the layer is turned by (rain_angle's sense): 0 keeps each photo's own rain angle
     "along": ALONG,  # px, or a list: the lengths the layers are harvested at (fixed when the bank is built)
+    "longest": None,  # px: lines at least this long are left out (fixed when the bank is built); None keeps all
 }
 
 
@@ -46,14 +49,17 @@ def rain_angle(img: np.ndarray) -> float:
     return float(ANGLES[rain_angle_index(orientation_energy(img))])
 
 
-def rain_layer(img: np.ndarray, angle: float | None = None, along: int = ALONG) -> np.ndarray:
+def rain_layer(img: np.ndarray, angle: float | None = None, along: int = ALONG,
+               longest: int | None = None) -> np.ndarray:
     """The streak layer of a uint8 H×W×3 photo: H×W float32, the grey levels each streak at least `along`
-    px long adds."""
+    px long (and, given `longest`, shorter than that) adds."""
     angle = rain_angle(img) if angle is None else angle
     y = rgb_to_y(img).astype(np.float32)
     upright = ndimage.rotate(y, angle, reshape=True, order=1, mode="reflect")  # rain now vertical
     tophat = upright - ndimage.grey_opening(upright, size=(1, ACROSS))
     streaks = ndimage.grey_opening(tophat, size=(along, 1))
+    if longest is not None:
+        streaks -= ndimage.grey_opening(tophat, size=(longest, 1))
     back = ndimage.rotate(streaks, -angle, reshape=False, order=1)
     top, left = (back.shape[0] - y.shape[0]) // 2, (back.shape[1] - y.shape[1]) // 2
     return np.clip(back[top:top + y.shape[0], left:left + y.shape[1]], 0, 255)
@@ -74,6 +80,14 @@ def bank_photos(paths: Sequence[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def longest_length(longest: int | None, along: Sequence[int]) -> int | None:
+    """`longest` checked: None, or a length in px longer than every harvest length."""
+    if longest is not None and (not isinstance(longest, (int, np.integer)) or isinstance(longest, bool)
+                                or longest <= max(along)):
+        raise DerainError(f"real rain: longest must be a length in px above along {list(along)}, or null; got {longest!r}")
+    return None if longest is None else int(longest)
+
+
 def harvest_lengths(along: int | Sequence[int]) -> tuple[int, ...]:
     """`along` as a sorted tuple of distinct lengths in px, each at least 1."""
     lengths = (along,) if isinstance(along, (int, np.integer)) else tuple(along)
@@ -84,16 +98,17 @@ def harvest_lengths(along: int | Sequence[int]) -> tuple[int, ...]:
 
 class RainBank:
     """The streak layers of real rainy photos (float16, in memory), one per photo and harvest length
-    `along`, and random crops of them."""
+    `along`, without lines `longest` px long or more, and random crops of them."""
 
-    def __init__(self, paths: Sequence[str | Path], along: int | Sequence[int] = ALONG):
+    def __init__(self, paths: Sequence[str | Path], along: int | Sequence[int] = ALONG, longest: int | None = None):
         self.photos = bank_photos(paths)
         self.along = harvest_lengths(along)
+        self.longest = longest_length(longest, self.along)
         self.layers = []
         for p in progress_bar(self.photos, desc="rain bank", unit="photo"):
             img = read_image_uint8(p)
             angle = rain_angle(img)
-            self.layers += [rain_layer(img, angle, a).astype(np.float16) for a in self.along]
+            self.layers += [rain_layer(img, angle, a, self.longest).astype(np.float16) for a in self.along]
 
     def draw(self, shape: tuple[int, int], rng: np.random.Generator, scale: float = 1.0,
              angle: float = 0.0) -> np.ndarray:
@@ -125,6 +140,9 @@ def add_bank_rain(clean: np.ndarray, bank: RainBank, rng: np.random.Generator,
     p = {**DEFAULTS, **params}
     if harvest_lengths(p["along"]) != bank.along:
         raise DerainError(f"real rain: along {p['along']!r} differs from the bank's {list(bank.along)}; "
+                          "build the bank with it (families.bank_for)")
+    if p["longest"] != bank.longest:
+        raise DerainError(f"real rain: longest {p['longest']!r} differs from the bank's {bank.longest!r}; "
                           "build the bank with it (families.bank_for)")
     gain, scale = draw_param("gain", p["gain"], rng), draw_param("scale", p["scale"], rng)
     angle = draw_param("angle", p["angle"], rng)  # a fixed 0 draws nothing: streams stay as they were
