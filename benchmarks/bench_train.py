@@ -1,7 +1,7 @@
 """Training speed of each stage: iterations/s (forward, backward, Adam step) at the tiny and default presets.
 
     python benchmarks/bench_train.py [--presets tiny default] [--batch 4] [--crop 64] [--iters 5]
-    python benchmarks/bench_train.py --presets configs/mix.yaml --stages scratch --batch 8 --crop 128 [--bf16]
+    python benchmarks/bench_train.py --presets configs/mix.yaml --stages scratch --batch 8 --crop 128 [--bf16] [--profile 3]
     python benchmarks/bench_train.py --presets configs/mix.yaml --stages scratch --batch 16 --crop 256 --device cuda [--bf16]
 
 A preset may be a YAML file (a model config, or a training config's `model:`). Each cell gives it/s and,
@@ -44,26 +44,38 @@ def stage_modules(preset: str) -> dict[str, torch.nn.Module]:
     }
 
 
-def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int,
-                          bf16: bool = False, device: str = "cpu") -> tuple[float, float, float]:
-    """Median, slowest and fastest iterations per second."""
+def iterations_per_second(module: torch.nn.Module, batch: list[torch.Tensor], iters: int, bf16: bool = False,
+                          device: str = "cpu", profile: int = 0) -> tuple[float, float, float]:
+    """Median, slowest and fastest iterations per second; with `profile`, then prints where the time of
+    that many more iterations goes (torch.profiler, the ops that take most of it themselves)."""
     module = module.to(device)
     batch = [None if t is None else t.to(device) for t in batch]
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-4, fused=True)  # as derain train
     kind = torch.device(device).type
     sync = torch.cuda.synchronize if kind == "cuda" else (lambda: None)
-    times = []
-    for i in range(WARMUP + iters):
-        sync()
-        tic = time.perf_counter()
+
+    def step():
         with torch.autocast(kind, dtype=torch.bfloat16, enabled=bf16):
             loss = module(batch)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         sync()
+
+    times = []
+    for i in range(WARMUP + iters):
+        sync()
+        tic = time.perf_counter()
+        step()
         if i >= WARMUP:
             times.append(time.perf_counter() - tic)
+    if profile:
+        activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if kind == "cuda" else [])
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(profile):
+                step()
+        key = "self_cuda_time_total" if kind == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=15))
     return 1.0 / statistics.median(times), 1.0 / max(times), 1.0 / min(times)
 
 
@@ -76,6 +88,8 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=["recog", "recon", "distill", "finetune", "scratch"])
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N [default: cpu]")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after timing, profile N more iterations of each stage and print its 15 costliest ops")
     args = parser.parse_args()
     if args.device == "cpu":
         keep_freed_memory()  # as derain train does
@@ -84,7 +98,8 @@ def main() -> None:
     batches = {"recog": [images, torch.randint(0, 2, (args.batch,)).float()],
                "recon": [images, images], "distill": [images, None], "finetune": [images, images],
                "scratch": [images, images]}
-    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5), args.bf16, args.device)
+    table = {preset: {name: iterations_per_second(module, batches[name], max(args.iters, 5), args.bf16, args.device,
+                                                  args.profile)
                       for name, module in stage_modules(preset).items() if name in args.stages}
              for preset in args.presets}
     pixels = args.batch * args.crop**2 / 1000
