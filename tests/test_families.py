@@ -69,6 +69,7 @@ FAMILY_BANDS = {  # docs/datasets.md: input PSNR (dB) and mean added brightness 
     "haze": ((16, 29), (0.015, 0.12)),
     "camera": ((20, 35), (0.01, 0.08)),
     "dense": ((18, 30), (0.01, 0.08)),
+    "wind": ((17, 36), (0.0, 0.04)),
 }
 
 
@@ -106,6 +107,19 @@ def test_family_dense_covers_more_than_heavy_and_is_fainter():
     (dense_cover, dense_peak), (heavy_cover, heavy_peak) = coverage_and_peak("dense"), coverage_and_peak("heavy")
     assert dense_cover > 1.5 * heavy_cover and dense_cover > 0.25
     assert dense_peak < 0.4 < heavy_peak
+
+
+def test_family_wind_leans_35_to_70_degrees_either_way():
+    """The structure tensor of the added rain (test_synthesis.streak_angle, independent of the generator) finds
+    each image's streaks 30-75 degrees from vertical, both ways over seeds, near the drawn layers' mean angle."""
+    flat = np.full((128, 128, 3), 0.3)
+    found = []
+    for seed in range(8):
+        rainy, meta = add_family_rain(flat, "wind", np.random.default_rng(seed))
+        angle = streak_angle(rainy, flat)
+        assert 30 <= abs(angle) <= 75 and angle_error(angle, np.mean([l["angle"] for l in meta["layers"]])) < 5
+        found.append(angle)
+    assert min(found) < -30 and max(found) > 30
 
 
 def test_camera_family_is_saved_as_jpeg_and_none_is_untouched(make_scene):

@@ -17,7 +17,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "suite", help="score a model per rain family on held-out photos (the validation suite)",
         description="Build (once, deterministically from --seed) one synthetic validation set per rain family "
-                    "(light, heavy, photoshop, haze, camera, dense, none) from the clean photos that training holds out "
+                    "(light, heavy, photoshop, haze, camera, dense, wind, none) from the clean photos that training holds out "
                     "(data.holdout), then report per family: input and output Y-PSNR/SSIM, the gain, the share "
                     "of images made worse and the mean brightness shift. Model and recipe choices are made "
                     "here; test sets are only reported.",

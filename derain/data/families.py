@@ -8,6 +8,7 @@ Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain 
     haze       moderate streaks over a veil of airlight
     camera     streaks, veil and sensor noise through a camera's tone curve, then JPEG
     dense      2-4 dense layers of long, faint, semi-transparent streaks (real downpours, as in sirr100)
+    wind       light to moderate streaks blown 35-70 degrees from vertical, leaning either way
     real       streaks harvested from real rainy photos (derain.data.rain_bank); needs a bank of such photos
     none       no rain: the clean photo itself, so the model learns to leave clean photos alone
 
@@ -43,6 +44,7 @@ FAMILIES: dict[str, tuple[str | None, dict]] = {
     "camera": ("camera", {}),
     "dense": ("linear", {"layers": (2, 4), "density": (0.08, 0.3), "width": (1.5, 4.0), "length": (30.0, 120.0),
                          "brightness": (0.1, 0.4), "angle_jitter": 6.0}),
+    "wind": ("linear", {"angle": (35.0, 70.0)}),
     "real": ("bank", {}),
     "none": (None, {}),
 }
@@ -52,6 +54,7 @@ SYNTHETIC_FAMILIES = tuple(f for f, (model, _) in FAMILIES.items() if model != "
 # a quarter without rain, and little haze: a veil the model cannot tell from the scene teaches it to darken
 TRAIN_WEIGHTS = {"light": 0.25, "heavy": 0.15, "photoshop": 0.2, "haze": 0.05, "camera": 0.1, "none": 0.25}
 HOLDOUT_SHARE = 0.15  # of the clean photos: the validation suite's, never trained on
+MIRRORED = ("wind",)  # families whose angle range is one side's: each image leans either way
 
 
 def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
@@ -73,6 +76,9 @@ def add_family_rain(clean: np.ndarray, family: str, rng: np.random.Generator,
     if model is None:
         return np.asarray(clean, dtype=np.float32).copy(), {"family": family}
     params = {**params, **(overrides or {}).get(family, {})}
+    if family in MIRRORED and rng.random() < 0.5:
+        low, high = (params["angle"], params["angle"]) if np.isscalar(params["angle"]) else params["angle"]
+        params["angle"] = (-high, -low)
     if model == "bank":
         if bank is None:
             raise DerainError(NEEDS_BANK)
