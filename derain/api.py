@@ -43,17 +43,21 @@ def load_network(path: str | Path | None = None, device: str | torch.device = "c
 
 def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
          overlap: int = 32, tta: bool = False, precision: str | None = None,
-         max_memory: int | str | None = None) -> "Derainer":
+         max_memory: int | str | None = None, rain_angle: float | None = None) -> "Derainer":
     """Load a model (None or "bundled": the shipped model; a model directory; a training run
     directory) as a `Derainer`.
 
     device: None/"auto" picks cuda, then mps, then cpu. tile: tile side in pixels, 0 for a single
     pass, None to pick it from `max_memory` (bytes or a string like "2GB"; default 1 GiB).
     tta: average the 4 flips that keep rain's direction. precision: "fp32", or "fp16"/"bf16" on a GPU,
-    "bf16" on a CPU with bf16 instructions (AVX-512 BF16 or AMX).
+    "bf16" on a CPU with bf16 instructions (AVX-512 BF16 or AMX). rain_angle: for rain blown off the
+    vertical, its lean in degrees (positive: the top to the right, like /); the photo is turned upright for
+    the model, which knows rain within about 30 degrees of vertical (docs/model_history.md, session 36).
     Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
     give a warning.
     """
+    if rain_angle is not None and not -90 <= rain_angle <= 90:
+        raise DerainError(f"rain angle {rain_angle:g}: give degrees from vertical, -90 to 90 (positive leans like /)")
     torch_device = select_device(device)
     amp = autocast_dtype(precision, torch_device)
     net = load_network(path, torch_device)
@@ -61,7 +65,7 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     if slow:
         warnings.warn(slow, stacklevel=2)
     return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
-                    max_memory=None if max_memory is None else parse_bytes(max_memory))
+                    max_memory=None if max_memory is None else parse_bytes(max_memory), rain_angle=rain_angle)
 
 
 class FloatRangeError(DerainError, ValueError):
@@ -87,8 +91,8 @@ class Derainer:
 
     def __init__(self, net: torch.nn.Module, device: torch.device, *, tile: int | None = None,
                  overlap: int = 32, tta: bool = False, autocast: torch.dtype | None = None,
-                 max_memory: int | None = None):
-        self.net, self.device = net, device
+                 max_memory: int | None = None, rain_angle: float | None = None):
+        self.net, self.device, self.rain_angle = net, device, rain_angle
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory
         self.autocast = autocast
         self._forward = model_forward(net, device, autocast)
@@ -112,7 +116,7 @@ class Derainer:
         """1×3×H×W float32 in [0, 1] -> the same, clipped."""
         out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
                             tta=self.tta, max_memory=self.max_memory,
-                            dtype_bytes=4 if self.autocast is None else 2)
+                            dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle)
         return out.clamp_(0.0, 1.0)
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:

@@ -375,14 +375,53 @@ def self_ensemble(forward: Forward, img: torch.Tensor, threshold: torch.Tensor |
     return out / len(RAIN_KEEPING)
 
 
+# ---------------------------------------------------------------- rain off the vertical
+
+def _turn_grid(size: tuple[int, int], source: tuple[int, int], degrees: float, device) -> torch.Tensor:
+    """grid_sample's grid for a size canvas whose offsets from its centre, turned by `degrees`, are the
+    source's: rain leaning `degrees` from vertical in the source (positive: its top to the right, like /)
+    runs vertically on the canvas (degrees > 0), and back (degrees < 0)."""
+    (h, w), (sh, sw) = size, source
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    dy = torch.arange(h, dtype=torch.float64, device=device)[:, None] - (h - 1) / 2
+    dx = torch.arange(w, dtype=torch.float64, device=device)[None, :] - (w - 1) / 2
+    sx, sy = c * dx - s * dy + (sw - 1) / 2, s * dx + c * dy + (sh - 1) / 2  # source pixel coordinates
+    grid = torch.stack([(2 * sx + 1) / sw - 1, (2 * sy + 1) / sh - 1], -1)  # align_corners=False
+    return grid[None].float()
+
+
+def turn_rain_upright(img: torch.Tensor, degrees: float) -> torch.Tensor:
+    """B×C×H×W turned so that rain leaning `degrees` from vertical runs vertically, on a canvas that holds
+    all of it with 2 px to spare (bicubic, clipped to [0, 1]; the corners mirror the photo)."""
+    h, w = img.shape[-2:]
+    c, s = abs(math.cos(math.radians(degrees))), abs(math.sin(math.radians(degrees)))
+    size = (math.ceil(h * c + w * s) + 4, math.ceil(w * c + h * s) + 4)  # 2 px spare: bicubic's reach
+    grid = _turn_grid(size, (h, w), degrees, img.device).expand(img.shape[0], -1, -1, -1)
+    turned = torch.nn.functional.grid_sample(img, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
+    return turned.clamp_(0.0, 1.0)
+
+
+def turn_back(change: torch.Tensor, degrees: float, size: tuple[int, int]) -> torch.Tensor:
+    """`turn_rain_upright`'s inverse for a change made on its canvas: B×C×size (bicubic)."""
+    grid = _turn_grid(size, change.shape[-2:], -degrees, change.device).expand(change.shape[0], -1, -1, -1)
+    return torch.nn.functional.grid_sample(change, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+
+
 # ---------------------------------------------------------------- all together
 
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
-                  dtype_bytes: int = 4) -> torch.Tensor:
+                  dtype_bytes: int = 4, rain_angle: float | None = None) -> torch.Tensor:
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
+    With `rain_angle` (degrees from vertical, positive like /), the photo is turned so its rain runs
+    vertically, as the model knows it, and only the change it makes there is turned back and applied.
     Returns float32 on `img`'s device, not clipped."""
+    if rain_angle:
+        turned = turn_rain_upright(img, rain_angle)
+        change = derain_tensor(forward, cfg, turned, tile=tile, overlap=overlap, tta=tta, max_memory=max_memory,
+                               dtype_bytes=dtype_bytes) - turned
+        return img + turn_back(change, rain_angle, img.shape[-2:])
     tile, overlap = align_tiling(cfg, tile, overlap)
     tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes, on_cpu=img.device.type == "cpu")
 

@@ -414,3 +414,47 @@ def test_tiles_and_flips_carry_the_threshold_map(strong_tiny):
     by_hand = sum(inverse_dihedral(forward(dihedral(small, k), dihedral(threshold[..., :64, :80], k)), k)
                   for k in (0, 2, 4, 6)) / 4
     assert torch.allclose(flipped_map, by_hand, atol=1e-6) and not torch.allclose(flipped_map, same_map, atol=1e-3)
+
+
+# ---- rain off the vertical (--rain-angle) ----
+
+def test_rain_angle_leaves_a_photo_the_model_leaves_alone_exactly_as_it_was(strong_tiny):
+    """Only the model's change is turned back, so a model that changes nothing changes no pixel, and a
+    constant change reaches every pixel, corners included (the canvas holds the whole turned photo)."""
+    img = torch.rand(1, 3, 45, 70)
+    for angle in (50.0, -65.0, 90.0):
+        same = derain_tensor(lambda x, t: x.clone(), strong_tiny.config, img, rain_angle=angle)
+        assert torch.equal(same, img)
+        darker = derain_tensor(lambda x, t: x - 0.1, strong_tiny.config, img, rain_angle=angle)
+        torch.testing.assert_close(darker, img - 0.1, atol=1e-4, rtol=0)
+
+
+def test_rain_angle_shows_the_model_the_rain_upright(strong_tiny):
+    """A streak leaning 50° like / reaches the model vertical (its direction by the structure tensor of
+    tests/test_synthesis.py, independent of the turn, on the canvas's centre: its corners mirror the photo),
+    and the opposite sign turns it further over."""
+    from derain.data.synthesis import streak_kernel
+    from test_synthesis import angle_error, streak_angle
+
+    canvas, k = np.zeros((200, 200)), streak_kernel(60.0, 50.0, 2.0)
+    top, left = (200 - k.shape[0]) // 2, (200 - k.shape[1]) // 2
+    canvas[top:top + k.shape[0], left:left + k.shape[1]] = k
+    img = torch.from_numpy(canvas).float().expand(1, 3, 200, 200).contiguous()
+    seen = []
+
+    def record(x, t):
+        h, w = x.shape[-2] // 2, x.shape[-1] // 2
+        seen.append(x[0, :, h - 50:h + 50, w - 50:w + 50].permute(1, 2, 0).double().numpy())
+        return x
+
+    for angle in (50.0, -50.0):
+        derain_tensor(record, strong_tiny.config, img, rain_angle=angle)
+    assert angle_error(streak_angle(seen[0], np.zeros_like(seen[0])), 0.0) < 3
+    assert angle_error(streak_angle(seen[1], np.zeros_like(seen[1])), 0.0) > 60
+
+
+def test_rain_angle_out_of_range_is_refused():
+    import derain
+
+    with pytest.raises(DerainError, match="rain angle 120: give degrees from vertical, -90 to 90"):
+        derain.load(rain_angle=120)

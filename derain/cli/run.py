@@ -65,6 +65,10 @@ def add_inference_options(p) -> None:
     p.add_argument("--max-memory", metavar="SIZE", help="activation memory budget that picks the tile size, "
                                                         "e.g. 2GB [default: 1GiB]")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
+    p.add_argument("--rain-angle", type=float, metavar="DEG",
+                   help="rain blown more than about 35 degrees off the vertical: its lean in degrees (positive: "
+                        "the top to the right, like /; within 20 is enough). The photo is turned so the rain runs "
+                        "vertically, as the model knows it [default: off]")
 
 
 def load_from_args(args):
@@ -90,7 +94,7 @@ def load_with_options(model: str | None, args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         derainer = load(model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
-                        precision=args.precision, max_memory=args.max_memory)
+                        precision=args.precision, max_memory=args.max_memory, rain_angle=args.rain_angle)
     for warning in caught:
         warn(str(warning.message))
     return derainer
@@ -304,7 +308,8 @@ def _report_skipped(skipped: list[Path], settings: OutputSettings | None) -> Non
 
 def output_options(args) -> dict:
     """The options that change what `derain run` writes: the model (by the hash of its weights, and its
-    config: the same weights behind another threshold write other pixels), self-ensemble, tiling and precision."""
+    config: the same weights behind another threshold write other pixels), self-ensemble, tiling, precision
+    and the rain angle."""
     from derain.hub import WEIGHTS_NAME, read_config, resolve_model
 
     model = resolve_model(args.model)
@@ -315,7 +320,7 @@ def output_options(args) -> dict:
     return {"model": str(model.resolve()), "weights_sha256": digest.hexdigest(),
             "model_config": read_config(model).get("model"), "tta": args.tta,
             "tile": args.tile, "overlap": args.overlap, "max_memory": args.max_memory,
-            "precision": args.precision or "fp32"}
+            "precision": args.precision or "fp32", "rain_angle": args.rain_angle}
 
 
 class OutputSettings:
