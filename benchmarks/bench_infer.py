@@ -38,12 +38,14 @@ def worker(height: int, width: int, args) -> dict:
     torch.set_num_threads(args.threads)
     max_memory = parse_bytes(args.max_memory) if args.max_memory else None
     try:
-        model = derain.load(device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision)
+        model = derain.load(device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision,
+                            rain_angle=args.rain_angle)
         source = "bundled"
     except DerainError:
         device = select_device(args.device)
         net = create_model("default").eval().to(device)
-        model = Derainer(net, device, tile=args.tile, max_memory=max_memory, autocast=autocast_dtype(args.precision, device))
+        model = Derainer(net, device, tile=args.tile, max_memory=max_memory, autocast=autocast_dtype(args.precision, device),
+                         rain_angle=args.rain_angle)
         source = "default preset, random weights"
     gpu = model.device.type == "cuda"
     model(np.zeros((64, 64, 3), np.uint8))  # first-call set-up is not part of the timing
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU; bf16 on a CPU that has it")
     parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
     parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
+    parser.add_argument("--rain-angle", type=float, help="time derain run --rain-angle DEG (the photo turned upright)")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
     parser.add_argument("--worker", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
     args = parser.parse_args()
