@@ -67,7 +67,7 @@ def add_inference_options(p) -> None:
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
     p.add_argument("--rain-angle", type=float, metavar="DEG",
                    help="rain blown more than about 35 degrees off the vertical: its lean in degrees (positive: "
-                        "the top to the right, like /; within 20 is enough). The photo is turned so the rain runs "
+                        "the top to the right, like /; within 15 of the truth is enough). The photo is turned so the rain runs "
                         "vertically, as the model knows it [default: off]")
 
 
