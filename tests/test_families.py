@@ -270,8 +270,12 @@ def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir,
                  str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "tta")]) == 0
     with_tta = json.loads((tmp_path / "tta" / "summary.json").read_text())
     assert with_tta["tta"] is True and with_tta["families"] != summary["families"]
+    assert main(["suite", "--model", tiny_model_dir, "--rain-angle", "45", "--clean", str(clean_photos), "--dir",
+                 str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "turned")]) == 0
+    turned = json.loads((tmp_path / "turned" / "summary.json").read_text())
+    assert turned["rain_angle"] == 45 and turned["families"] != summary["families"]
     assert main(["suite", "--model", "none", "--tta"]) == 2
-    assert "--tta runs a model" in capsys.readouterr().err
+    assert "--tta and --rain-angle run a model" in capsys.readouterr().err
 
 
 # ---- the full-resolution detail path ----

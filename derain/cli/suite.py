@@ -32,8 +32,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="rain seed [default: 0]")
     p.add_argument("--crop", type=int, default=384, help="central crop of each photo, pixels [default: 384]")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
+    p.add_argument("--rain-angle", type=float, metavar="DEG",
+                   help="turn every photo by DEG for the model, as derain run --rain-angle does (what it costs where "
+                        "the rain is upright, and on clean photos)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="report folder [default: results/suite-<model folder name>[-tta]]")
+                   help="report folder [default: results/suite-<model folder name>[-tta][-turnedDEG]]")
     p.set_defaults(func=run)
 
 
@@ -43,16 +46,18 @@ def run(args) -> int:
     from derain.errors import DerainError
     from derain.suite import NO_RAIN_FLOOR_DB, ensure_suite, made_worse, score_suite, summarize, summary_table
 
-    if args.tta and args.model == "none":
-        raise DerainError("--tta runs a model; it does not apply to --model none")
+    if (args.tta or args.rain_angle is not None) and args.model == "none":
+        raise DerainError("--tta and --rain-angle run a model; they do not apply to --model none")
     suite_dir = ensure_suite(args.clean, args.dir, seed=args.seed, crop=args.crop)
-    model = None if args.model == "none" else derain.load(args.model, tta=args.tta)
+    model = None if args.model == "none" else derain.load(args.model, tta=args.tta, rain_angle=args.rain_angle)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
-    out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}"
+    turned = "" if args.rain_angle is None else f"-turned{args.rain_angle:g}"
+    out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}{turned}"
     ev.write_csv(out / "scores.csv", rows)
     ev.write_json(out / "summary.json",
-                  {"model": args.model, "tta": args.tta, "suite": str(suite_dir), "families": summary})
+                  {"model": args.model, "tta": args.tta, "rain_angle": args.rain_angle, "suite": str(suite_dir),
+                   "families": summary})
     table = summary_table(summary)
     ev.write_text(out / "summary.md", f"Validation suite `{suite_dir}`, model `{args.model}`.\n\n{table}")
     print(table)
