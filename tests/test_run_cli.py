@@ -433,5 +433,5 @@ def test_help_has_examples(capsys):
         main(["run", "--help"])
     help_text = capsys.readouterr().out
     examples = help_text.split("examples:", 1)[1].strip().splitlines()
-    assert len(examples) == 2 and all(line.strip().startswith("derain run ") for line in examples)
-    assert "--threads" in examples[1]
+    assert len(examples) == 3 and all(line.strip().startswith("derain run ") for line in examples)
+    assert "--threads" in examples[1] and "--rain-angle -55" in examples[2]

@@ -25,6 +25,7 @@ MODEL_HELP = ("'bundled' (the shipped model), a model directory (config.json + m
 EXAMPLES = """examples:
   derain run photos/ -o derained/                  # the images directly inside photos/
   derain run trip/ -r -o derained/ --threads 1     # the whole tree, on one CPU thread
+  derain run storm.jpg -o derained/ --rain-angle -55   # rain blown 55 degrees over, tops leaning left (\\)
 """
 
 
