@@ -415,13 +415,14 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
     With `rain_angle` (degrees from vertical, positive like /), the photo is turned so its rain runs
-    vertically, as the model knows it, and only the change it makes there is turned back and applied.
-    Returns float32 on `img`'s device, not clipped."""
+    vertically, as the model knows it, and only the change it makes there is turned back and applied
+    (never brightening, for a darken-only model). Returns float32 on `img`'s device, not clipped."""
     if rain_angle:
         turned = turn_rain_upright(img, rain_angle)
         change = derain_tensor(forward, cfg, turned, tile=tile, overlap=overlap, tta=tta, max_memory=max_memory,
                                dtype_bytes=dtype_bytes) - turned
-        return img + turn_back(change, rain_angle, img.shape[-2:])
+        change = turn_back(change, rain_angle, img.shape[-2:])
+        return img + (change.clamp_(max=0.0) if cfg.darken_only else change)  # bicubic rings past 0
     tile, overlap = align_tiling(cfg, tile, overlap)
     tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes, on_cpu=img.device.type == "cpu")
 

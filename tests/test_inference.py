@@ -429,6 +429,16 @@ def test_rain_angle_leaves_a_photo_the_model_leaves_alone_exactly_as_it_was(stro
         torch.testing.assert_close(darker, img - 0.1, atol=1e-4, rtol=0)
 
 
+def test_rain_angle_keeps_a_darken_only_model_darken_only(strong_tiny):
+    """Bicubic turning rings around a sharp change; a darken-only model's output stays at or below its input."""
+    cfg = dataclasses.replace(strong_tiny.config, darken_only=True)
+    img = torch.full((1, 3, 60, 60), 0.5)
+    streak = lambda x, t: x - (torch.arange(x.shape[-1]) % 9 == 0).float() * 0.4  # sharp vertical lines taken off
+    for darken_only, brighter in ((True, False), (False, True)):
+        out = derain_tensor(streak, dataclasses.replace(cfg, darken_only=darken_only), img, rain_angle=40.0)
+        assert bool((out > img + 1e-6).any()) == brighter
+
+
 def test_rain_angle_shows_the_model_the_rain_upright(strong_tiny):
     """A streak leaning 50° like / reaches the model vertical (its direction by the structure tensor of
     tests/test_synthesis.py, independent of the turn, on the canvas's centre: its corners mirror the photo),
