@@ -23,13 +23,13 @@ from derain.suite import center_crop, suite_photos
 def sweep(model, photos, angles, families=("light", "heavy"), crop=256, seed=7, told=None):
     """{(family, angle): per-photo gains in dB}, each photo's rain drawn from [seed, angle, photo index]. With
     `told`, the model is given each photo's rain angle that many degrees further from vertical (--rain-angle)."""
+    cleans = [center_crop(read_image_uint8(photo), crop) for photo in photos]
     gains = {}
     for angle in angles:
         for family in families:
             synthesis_model, params = FAMILIES[family]
             row = []
-            for i, photo in enumerate(photos):
-                clean = center_crop(read_image_uint8(photo), crop)
+            for i, clean in enumerate(cleans):
                 turned = {**params, "angle": float(angle if i % 2 else -angle)}
                 rainy, _ = synthesize(clean / 255.0, synthesis_model, np.random.default_rng([seed, int(round(angle)), i]), **turned)
                 rainy = np.round(np.clip(rainy, 0, 1) * 255).astype(np.uint8)
