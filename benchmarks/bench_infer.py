@@ -11,6 +11,10 @@ and the range.
     python benchmarks/bench_infer.py --threads 4 --max-memory 512MB
     python benchmarks/bench_infer.py --precision bf16  # a CPU with bf16 instructions (AVX-512 BF16, AMX)
     python benchmarks/bench_infer.py --device cuda [--precision bf16]   # a GPU: peak GPU memory instead of RSS
+    python benchmarks/bench_infer.py --scale auto      # as derain run does by default: photos over 1600 px derained smaller
+
+--scale defaults to 1 here (the network on every pixel, the figures the README has always given), where
+`derain run` defaults to auto.
 """
 from __future__ import annotations
 
@@ -30,22 +34,23 @@ def worker(height: int, width: int, args) -> dict:
     import torch
 
     import derain
-    from derain.api import Derainer
+    from derain.api import Derainer, check_scale
     from derain.archs import create_model
     from derain.errors import DerainError
-    from derain.inference import align_tiling, autocast_dtype, choose_tile, parse_bytes, select_device
+    from derain.inference import (align_tiling, auto_scale, autocast_dtype, choose_tile, parse_bytes, select_device,
+                                  working_size)
 
     torch.set_num_threads(args.threads)
     max_memory = parse_bytes(args.max_memory) if args.max_memory else None
     try:
         model = derain.load(device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision,
-                            rain_angle=args.rain_angle)
+                            rain_angle=args.rain_angle, scale=args.scale)
         source = "bundled"
     except DerainError:
         device = select_device(args.device)
         net = create_model("default").eval().to(device)
         model = Derainer(net, device, tile=args.tile, max_memory=max_memory, autocast=autocast_dtype(args.precision, device),
-                         rain_angle=args.rain_angle)
+                         rain_angle=args.rain_angle, scale=check_scale(args.scale))
         source = "default preset, random weights"
     gpu = model.device.type == "cuda"
     model(np.zeros((64, 64, 3), np.uint8))  # first-call set-up is not part of the timing
@@ -61,9 +66,11 @@ def worker(height: int, width: int, args) -> dict:
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     tile, overlap = align_tiling(model.config, args.tile, model.overlap)
+    scale = auto_scale(height, width) if model.scale == "auto" else model.scale
+    work_h, work_w = working_size((height, width), scale)
     return {
-        "model": source,
-        "tile": choose_tile(model.config, height, width, tile, overlap, max_memory,  # as Derainer.derain_rgb picks it
+        "model": source, "scale": scale,
+        "tile": choose_tile(model.config, work_h, work_w, tile, overlap, max_memory,  # as Derainer.derain_rgb picks it
                             dtype_bytes=4 if model.autocast is None else 2, on_cpu=model.device.type == "cpu"),
         "seconds": seconds, "min_s": min(times), "max_s": max(times),
         "mpixel_per_s": height * width / 1e6 / seconds,
@@ -82,6 +89,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
     parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
     parser.add_argument("--rain-angle", type=float, help="time derain run --rain-angle DEG (the photo turned upright)")
+    parser.add_argument("--scale", default="1", help="derain at 1/K of each size, or 'auto' as derain run does [default: 1]")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
     parser.add_argument("--worker", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,6 +109,7 @@ def main() -> None:
               f"({result['seconds']:.2f} s median)", flush=True)
     gpu = rows[0][1]["peak_gpu_mib"] is not None
     where = (rows[0][1]["device"] if gpu else f"{args.threads} threads") + (f", {args.precision}" if args.precision else "")
+    where += f"; --scale {args.scale}" + (f" (8.3 MP at 1/{rows[-1][1]['scale']:.2f})" if args.scale == "auto" else "")
     print(f"\nmodel: {rows[0][1]['model']}; {where}; tiles from "
           f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 1024 px on the CPU')}; "
           f"median (range) of {args.reps} calls\n")

@@ -9,6 +9,7 @@ have it (numpy array, PIL image or torch tensor) and returns the derained image 
 """
 from __future__ import annotations
 
+import math
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from derain.errors import DerainError
 from derain.hub import from_pretrained, read_config, resolve_model
-from derain.inference import (autocast_dtype, check_tiling, derain_tensor, model_forward, parse_bytes,
+from derain.inference import (auto_scale, autocast_dtype, check_tiling, derain_tensor, model_forward, parse_bytes,
                               select_device)
 
 _SCALES = {torch.uint8: 255.0, torch.uint16: 65535.0}
@@ -43,7 +44,8 @@ def load_network(path: str | Path | None = None, device: str | torch.device = "c
 
 def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
          overlap: int = 32, tta: bool = False, precision: str | None = None,
-         max_memory: int | str | None = None, rain_angle: float | None = None) -> "Derainer":
+         max_memory: int | str | None = None, rain_angle: float | None = None,
+         scale: float | str = "auto") -> "Derainer":
     """Load a model (None or "bundled": the shipped model; a model directory; a training run
     directory) as a `Derainer`.
 
@@ -53,11 +55,15 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     "bf16" on a CPU with bf16 instructions (AVX-512 BF16 or AMX). rain_angle: for rain blown off the
     vertical, its lean in degrees (positive: the top to the right, like /); the photo is turned upright for
     the model, which knows rain within about 30 degrees of vertical (docs/model_history.md, session 36).
+    scale: the model works on the photo shrunk by this factor (1 or more) and only its change is enlarged
+    back, for rain wider than it learnt (photos from a phone or camera at full size); "auto" (default): 1
+    up to 1600 px on the long side, above it the factor that brings the long side to 1600 px.
     Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
     give a warning.
     """
     if rain_angle is not None and not -90 <= rain_angle <= 90:
         raise DerainError(f"rain angle {rain_angle:g}: give degrees from vertical, -90 to 90 (positive leans like /)")
+    scale = check_scale(scale)
     torch_device = select_device(device)
     amp = autocast_dtype(precision, torch_device)
     net = load_network(path, torch_device)
@@ -65,7 +71,21 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     if slow:
         warnings.warn(slow, stacklevel=2)
     return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
-                    max_memory=None if max_memory is None else parse_bytes(max_memory), rain_angle=rain_angle)
+                    max_memory=None if max_memory is None else parse_bytes(max_memory), rain_angle=rain_angle,
+                    scale=scale)
+
+
+def check_scale(scale: float | str) -> float | str:
+    """`scale` as "auto" or a float of 1 or more; anything else is a one-line DerainError."""
+    if scale == "auto":
+        return scale
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not value >= 1 or math.isinf(value):
+        raise DerainError(f"scale {scale}: give 'auto' or a factor of 1 or more (1: the photo's own size)")
+    return value
 
 
 class FloatRangeError(DerainError, ValueError):
@@ -91,8 +111,8 @@ class Derainer:
 
     def __init__(self, net: torch.nn.Module, device: torch.device, *, tile: int | None = None,
                  overlap: int = 32, tta: bool = False, autocast: torch.dtype | None = None,
-                 max_memory: int | None = None, rain_angle: float | None = None):
-        self.net, self.device, self.rain_angle = net, device, rain_angle
+                 max_memory: int | None = None, rain_angle: float | None = None, scale: float | str = "auto"):
+        self.net, self.device, self.rain_angle, self.scale = net, device, rain_angle, scale
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory
         self.autocast = autocast
         self._forward = model_forward(net, device, autocast)
@@ -116,7 +136,8 @@ class Derainer:
         """1×3×H×W float32 in [0, 1] -> the same, clipped."""
         out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
                             tta=self.tta, max_memory=self.max_memory,
-                            dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle)
+                            dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle,
+                            scale=auto_scale(*rgb.shape[-2:]) if self.scale == "auto" else self.scale)
         return out.clamp_(0.0, 1.0)
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,8 @@ CPU_TILE = 1024  # on the CPU, tiles up to ~1 MP run as fast per pixel as whole 
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (image, per-pixel threshold or None)
 ANGLE_SIDE = 1024  # px: the rain angle is found on the central ANGLE_SIDE² of larger photos (9 s saved at 12 MP)
 ANGLE_MIN = 32  # px: a photo narrower than this has no rain angle to find (the line kernels are 25 px): `shrink` only
+SCALE_SIDE = 1600  # px: `--scale auto` derains longer photos at this long side (their rain is wider than trained)
+SCALE_MIN = 32  # px: a working scale never shrinks the short side below this
 
 
 # ---------------------------------------------------------------- devices and precision
@@ -407,22 +409,51 @@ def turn_back(change: torch.Tensor, degrees: float, size: tuple[int, int]) -> to
     return torch.nn.functional.grid_sample(change, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
 
 
+# ---------------------------------------------------------------- working scale (--scale)
+
+def auto_scale(height: int, width: int) -> float:
+    """`--scale auto`: 1 up to SCALE_SIDE px on the long side (the size of the real rainy photos the model
+    learnt from); above it, the factor that brings the long side to SCALE_SIDE."""
+    return max(1.0, max(height, width) / SCALE_SIDE)
+
+
+def working_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """H×W at 1/`scale`, rounded, the short side kept at SCALE_MIN px or more (or the photo's own)."""
+    h, w = size
+    scale = min(scale, max(1.0, min(h, w) / SCALE_MIN))
+    return max(1, round(h / scale)), max(1, round(w / scale))
+
+
+def apply_change(img: torch.Tensor, change: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """`img` plus a change the model made on a turned or smaller copy of it, never brightening for a
+    darken-only model (bicubic resampling rings past 0 around sharp changes)."""
+    return img + (change.clamp_(max=0.0) if cfg.darken_only else change)
+
+
 # ---------------------------------------------------------------- all together
 
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
-                  dtype_bytes: int = 4, rain_angle: float | None = None) -> torch.Tensor:
+                  dtype_bytes: int = 4, rain_angle: float | None = None, scale: float = 1.0) -> torch.Tensor:
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
-    With `rain_angle` (degrees from vertical, positive like /), the photo is turned so its rain runs
-    vertically, as the model knows it, and only the change it makes there is turned back and applied
-    (never brightening, for a darken-only model). Returns float32 on `img`'s device, not clipped."""
+    With `scale` > 1 the model works on the photo shrunk by that factor (antialiased), so rain that many
+    times wider than it learnt reaches it at its own width, and only its change is enlarged (bicubic) and
+    applied: the photo keeps its full-resolution detail. With `rain_angle` (degrees from vertical, positive
+    like /), the photo is turned so its rain runs vertically, as the model knows it, and only the change it
+    makes there is turned back and applied. Returns float32 on `img`'s device, not clipped."""
+    size = img.shape[-2:]
+    options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes)
+    if scale > 1 and working_size(size, scale) != tuple(size):
+        small = torch.nn.functional.interpolate(img, size=working_size(size, scale), mode="bicubic",
+                                                antialias=True, align_corners=False).clamp_(0.0, 1.0)
+        change = derain_tensor(forward, cfg, small, rain_angle=rain_angle, **options) - small
+        change = torch.nn.functional.interpolate(change, size=size, mode="bicubic", align_corners=False)
+        return apply_change(img, change, cfg)
     if rain_angle:
         turned = turn_rain_upright(img, rain_angle)
-        change = derain_tensor(forward, cfg, turned, tile=tile, overlap=overlap, tta=tta, max_memory=max_memory,
-                               dtype_bytes=dtype_bytes) - turned
-        change = turn_back(change, rain_angle, img.shape[-2:])
-        return img + (change.clamp_(max=0.0) if cfg.darken_only else change)  # bicubic rings past 0
+        change = derain_tensor(forward, cfg, turned, **options) - turned
+        return apply_change(img, turn_back(change, rain_angle, size), cfg)
     tile, overlap = align_tiling(cfg, tile, overlap)
     tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes, on_cpu=img.device.type == "cpu")
 

@@ -22,9 +22,9 @@ def main() -> None:
     args = parser.parse_args()
     img = (transform.resize(data.astronaut(), (args.size, args.size), order=3) * 255).round().astype(np.uint8)
     net, cpu = load_network(), torch.device("cpu")  # loaded once, run with each tiling
-    one_pass = Derainer(net, cpu, tile=0)(img).astype(int)
+    one_pass = Derainer(net, cpu, tile=0, scale=1)(img).astype(int)
     for tile in args.tiles:
-        out = Derainer(net, cpu, tile=None if tile == "auto" else int(tile))(img).astype(int)
+        out = Derainer(net, cpu, tile=None if tile == "auto" else int(tile), scale=1)(img).astype(int)
         diff = np.abs(out - one_pass)
         print(f"tile {tile}: max {diff.max()} grey levels, mean {diff.mean():.3f}")
 

@@ -468,3 +468,57 @@ def test_rain_angle_out_of_range_is_refused():
 
     with pytest.raises(DerainError, match="rain angle 120: give degrees from vertical, -90 to 90"):
         derain.load(rain_angle=120)
+
+
+# ---- rain wider than the model learnt (--scale) ----
+
+@pytest.mark.parametrize("size, scale", [((1600, 1200), 1.0), ((900, 1600), 1.0), ((3200, 2400), 2.0),
+                                         ((3024, 4032), 2.52), ((2160, 3840), 2.4)])
+def test_auto_scale_brings_the_long_side_to_1600_px(size, scale):
+    assert inference.auto_scale(*size) == pytest.approx(scale)
+
+
+def test_scale_leaves_a_photo_the_model_leaves_alone_exactly_as_it_was(strong_tiny):
+    """Only the model's change is enlarged, so a model that changes nothing changes no pixel, and a constant
+    change reaches every pixel, edges included."""
+    img = torch.rand(1, 3, 90, 140)
+    for scale in (2.0, 3.5):
+        assert torch.equal(derain_tensor(lambda x, t: x.clone(), strong_tiny.config, img, scale=scale), img)
+        darker = derain_tensor(lambda x, t: x - 0.1, strong_tiny.config, img, scale=scale)
+        torch.testing.assert_close(darker, img - 0.1, atol=1e-5, rtol=0)
+
+
+def test_scale_shows_the_model_wide_streaks_at_the_width_it_learnt(strong_tiny):
+    """A 6-px streak on a 300 × 200 photo reaches the model, at --scale 2, as a 150 × 100 photo whose streak
+    is 3 px wide (counted by hand: the columns above half the streak's height), and at scale 1 untouched."""
+    img = torch.zeros(1, 3, 300, 200)
+    img[..., 100:106] = 0.8
+    seen = []
+
+    def record(x, t):
+        seen.append(x[0, 0].clone())
+        return x
+
+    for scale in (2.0, 1.0):
+        derain_tensor(record, strong_tiny.config, img, scale=scale)
+    assert seen[0].shape == (150, 100) and seen[1].shape == (300, 200)
+    assert int((seen[0][75] > 0.4).sum()) == 3 and int((seen[1][150] > 0.4).sum()) == 6
+
+
+def test_scale_keeps_the_short_side_at_32_px_and_a_darken_only_model_darken_only(strong_tiny):
+    seen = []
+    derain_tensor(lambda x, t: seen.append(x.shape[-2:]) or x, strong_tiny.config, torch.rand(1, 3, 40, 500), scale=4.0)
+    assert tuple(seen[0]) == (32, 400)
+    img = torch.full((1, 3, 64, 64), 0.5)
+    streak = lambda x, t: x - (torch.arange(x.shape[-1]) % 7 == 0).float() * 0.4  # sharp lines: bicubic rings
+    for darken_only, brighter in ((True, False), (False, True)):
+        cfg = dataclasses.replace(strong_tiny.config, darken_only=darken_only)
+        assert bool((derain_tensor(streak, cfg, img, scale=2.0) > img + 1e-6).any()) == brighter
+
+
+@pytest.mark.parametrize("scale", [0.5, 0, "big", float("inf"), float("nan")])
+def test_a_scale_below_1_or_not_a_number_is_refused(scale):
+    import derain
+
+    with pytest.raises(DerainError, match=f"scale {scale}: give 'auto' or a factor of 1 or more"):
+        derain.load(scale=scale)

@@ -340,6 +340,8 @@ def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny
     (["--max-memory", "lots"], "cannot read memory size 'lots'"),
     (["--threads", "0"], "--threads 0: give 1 or more"),
     (["--rain-angle", "120"], "rain angle 120: give degrees from vertical, -90 to 90"),
+    (["--scale", "0.5"], "scale 0.5: give 'auto' or a factor of 1 or more"),
+    (["--scale", "half"], "scale half: give 'auto' or a factor of 1 or more"),
 ])
 def test_bad_options_are_one_error_before_any_image(tmp_path, tiny_model_dir, capsys, monkeypatch, option, words):
     from derain.cli import run as run_module
@@ -353,8 +355,8 @@ def test_bad_options_are_one_error_before_any_image(tmp_path, tiny_model_dir, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_rain_angle_is_recorded_and_a_photo_the_model_leaves_alone_is_written_unchanged(tmp_path, tiny_model_dir):
-    """--rain-angle turns only the model's change back, so an identity model writes the input's pixels."""
+def test_rain_angle_and_scale_are_recorded_and_a_photo_the_model_leaves_alone_is_written_unchanged(tmp_path, tiny_model_dir):
+    """--rain-angle and --scale turn and enlarge only the model's change, so an identity model writes the input's pixels."""
     src, out = tmp_path / "a.png", tmp_path / "out"
     Image.fromarray(PIXELS).save(src)
     from derain.api import load_network
@@ -365,10 +367,10 @@ def test_rain_angle_is_recorded_and_a_photo_the_model_leaves_alone_is_written_un
         for p in net.parameters():
             p.zero_()  # D_dr's residual is 0: the identity
     save_pretrained(net, tmp_path / "identity")
-    assert run(str(tmp_path / "identity"), src, "-o", out, "--rain-angle", "55") == 0
+    assert run(str(tmp_path / "identity"), src, "-o", out, "--rain-angle", "55", "--scale", "2") == 0
     assert np.array_equal(np.asarray(Image.open(out / "a.png")), PIXELS)
     record = json.loads((out / ".derain-run.json").read_text())
-    assert record["options"][0]["rain_angle"] == 55.0
+    assert record["options"][0]["rain_angle"] == 55.0 and record["options"][0]["scale"] == 2.0
 
 
 def test_a_budget_that_forces_small_tiles_is_warned_about_once(tmp_path, tiny_model_dir, capsys):

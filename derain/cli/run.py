@@ -70,6 +70,11 @@ def add_inference_options(p) -> None:
                    help="rain blown more than about 35 degrees off the vertical: its lean in degrees (positive: "
                         "the top to the right, like /; within 15 of the truth is enough). The photo is turned so the rain runs "
                         "vertically, as the model knows it [default: off]")
+    p.add_argument("--scale", default="auto", metavar="K",
+                   help="derain at 1/K of the photo's size and enlarge only the change, for rain K times wider than "
+                        "the model learnt (full-size phone or camera photos); the output keeps the photo's size and "
+                        "detail. 'auto': 1 up to 1600 px on the long side, above it K = long side / 1600 "
+                        "[default: auto]")
 
 
 def load_from_args(args):
@@ -95,7 +100,8 @@ def load_with_options(model: str | None, args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         derainer = load(model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
-                        precision=args.precision, max_memory=args.max_memory, rain_angle=args.rain_angle)
+                        precision=args.precision, max_memory=args.max_memory, rain_angle=args.rain_angle,
+                        scale=args.scale)
     for warning in caught:
         warn(str(warning.message))
     return derainer
@@ -311,6 +317,7 @@ def output_options(args) -> dict:
     """The options that change what `derain run` writes: the model (by the hash of its weights, and its
     config: the same weights behind another threshold write other pixels), self-ensemble, tiling, precision
     and the rain angle."""
+    from derain.api import check_scale
     from derain.hub import WEIGHTS_NAME, read_config, resolve_model
 
     model = resolve_model(args.model)
@@ -321,7 +328,8 @@ def output_options(args) -> dict:
     return {"model": str(model.resolve()), "weights_sha256": digest.hexdigest(),
             "model_config": read_config(model).get("model"), "tta": args.tta,
             "tile": args.tile, "overlap": args.overlap, "max_memory": args.max_memory,
-            "precision": args.precision or "fp32", "rain_angle": args.rain_angle}
+            "precision": args.precision or "fp32", "rain_angle": args.rain_angle,
+            "scale": check_scale(args.scale)}
 
 
 class OutputSettings:
