@@ -62,8 +62,8 @@ def fake_model(monkeypatch):
     """Stand in for `derain.load`: a 'model' that brightens by one level, recording what it loaded."""
     loaded = []
 
-    def load(spec=None, tta=False):
-        loaded.append(spec + " with tta" if tta else spec)
+    def load(spec=None, tta=False, scale="auto"):
+        loaded.append((spec + " with tta" if tta else spec) + ("" if scale == "auto" else f" at scale {scale}"))
         return lambda image: np.clip(image.astype(np.int16) + 1, 0, 255).astype(np.uint8)
 
     monkeypatch.setattr(derain, "load", load, raising=False)
@@ -170,6 +170,10 @@ class TestEval:
         assert main(["eval", "--model", "m", "--tta", "--data", str(dataset), "--out", str(tmp_path)]) == 0
         assert fake_model == ["m with tta"]
 
+    def test_scale_reaches_the_model_and_the_summary(self, dataset, tmp_path, fake_model):
+        assert main(["eval", "--model", "m", "--scale", "2", "--data", str(dataset), "--out", str(tmp_path)]) == 0
+        assert fake_model == ["m at scale 2"] and _read_json(tmp_path / "summary.json")["scale"] == "2"
+
     def test_unpaired_rain_gets_niqe_of_input_and_output(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--rainy", str(dataset / "input"), "--model", "m", "--out", str(tmp_path)]) == 0
         rows = _read_csv(tmp_path / "scores.csv")
@@ -181,6 +185,7 @@ class TestEval:
         (["--pred", "{data}/input"], "--pred needs --clean"),
         (["--data", "{data}", "--save", "x"], "--save writes model outputs"),
         (["--data", "{data}", "--tta"], "--tta runs a model"),
+        (["--data", "{data}", "--scale", "2"], "--scale runs a model"),
         (["--data", "{data}", "--metrics", "lpips"], "choose from psnr, ssim, niqe"),
         (["--data", "{data}/missing"], "folder not found"),
     ])

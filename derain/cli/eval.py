@@ -37,6 +37,8 @@ def register(sub) -> None:
                    help="NIQE pristine model: modelparameters.mat or an npz [default: bundled]")
     p.add_argument("--save", metavar="DIR", type=Path, help="also write the model's outputs here as PNG")
     p.add_argument("--tta", action="store_true", help=f"with --model: {TTA_HELP}")
+    p.add_argument("--scale", metavar="K", help="with --model: derain at 1/K of each image's size, as derain run "
+                                                "--scale does [default: auto, 1 up to 1600 px on the long side]")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="report folder [default: results/eval-<name of the data folder>]")
     p.set_defaults(func=run)
@@ -50,7 +52,7 @@ def run(args) -> int:
     if args.rainy and set(metrics) - set(ev.NO_REFERENCE):
         raise DerainError(f"{args.rainy}: unpaired images have no ground truth; use --metrics niqe")
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
-    model = _load_model(args.model, args.tta) if args.model else None
+    model = _load_model(args.model, args.tta, args.scale or "auto") if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -69,6 +71,7 @@ def run(args) -> int:
         "source": str(source),
         "mode": "paired" if args.data else "predictions" if args.pred else "unpaired",
         "model": args.model or ("none (rainy inputs scored)" if args.data else None),
+        "scale": (args.scale or "auto") if args.model else None,
         "clean": args.clean,
         "images": len(rows),
         "protocol": protocol,
@@ -97,12 +100,14 @@ def _check_combination(args) -> None:
         raise DerainError("--save writes model outputs; it needs --model")
     if args.tta and not args.model:
         raise DerainError("--tta runs a model; it needs --model")
+    if args.scale and not args.model:
+        raise DerainError("--scale runs a model; it needs --model")
 
 
-def _load_model(spec: str, tta: bool = False):
+def _load_model(spec: str, tta: bool = False, scale: str = "auto"):
     import derain
 
-    return derain.load(spec, tta=tta)
+    return derain.load(spec, tta=tta, scale=scale)
 
 
 def _markdown(summary: dict, ev) -> str:
