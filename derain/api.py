@@ -132,12 +132,16 @@ class Derainer:
             return self._pil(image)
         raise DerainError(f"cannot derain a {type(image).__name__}; pass a numpy array, PIL image or torch tensor")
 
+    def scale_for(self, height: int, width: int) -> float:
+        """The working scale a height × width image is derained at (`scale`, or `auto_scale`'s for "auto")."""
+        return auto_scale(height, width) if self.scale == "auto" else self.scale
+
     def derain_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
         """1×3×H×W float32 in [0, 1] -> the same, clipped."""
         out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
                             tta=self.tta, max_memory=self.max_memory,
                             dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle,
-                            scale=auto_scale(*rgb.shape[-2:]) if self.scale == "auto" else self.scale)
+                            scale=self.scale_for(*rgb.shape[-2:]))
         return out.clamp_(0.0, 1.0)
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:

@@ -437,3 +437,16 @@ def test_help_has_examples(capsys):
     examples = help_text.split("examples:", 1)[1].strip().splitlines()
     assert len(examples) == 3 and all(line.strip().startswith("derain run ") for line in examples)
     assert "--threads" in examples[1] and "--rain-angle -55" in examples[2]
+
+
+def test_photos_longer_than_1600_px_are_named_as_derained_smaller(tmp_path, tiny_model_dir, capsys):
+    """--scale auto shrinks only photos longer than 1600 px, and the run says which; --scale 1 keeps them whole."""
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((40, 1700, 3)) * 255).astype(np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray((rng.random((40, 1600, 3)) * 255).astype(np.uint8)).save(tmp_path / "fits.png")
+    assert run(tiny_model_dir, tmp_path / "wide.png", tmp_path / "fits.png", "-o", tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert "1 photo(s) longer than 1600 px were derained at 1600 px" in err and "wide.png" in err
+    assert "fits.png" not in err
+    assert run(tiny_model_dir, tmp_path / "wide.png", "-o", tmp_path / "full", "--scale", "1") == 0
+    assert "longer than 1600 px" not in capsys.readouterr().err

@@ -221,7 +221,8 @@ def check_output_folder(outdir: Path) -> None:
         raise DerainError(f"-o {outdir}: permission denied (cannot write in {existing})")
 
 
-def derain_file(derainer, job: Job, quality: int) -> None:
+def derain_file(derainer, job: Job, quality: int) -> float:
+    """Derain one photo into its target; returns the working scale it was derained at."""
     from derain.api import FloatRangeError
     from derain.photo import Photo, read_photo, write_photo
 
@@ -232,6 +233,7 @@ def derain_file(derainer, job: Job, quality: int) -> None:
         raise DerainError(f"{job.source}: float pixels reach {exc.top:g}; derain reads float images as "
                           "values in [0, 1]") from None
     write_photo(job.target, Photo(pixels, photo.mode, photo.metadata), quality=quality)
+    return derainer.scale_for(*photo.pixels.shape[:2]) if hasattr(derainer, "scale_for") else 1.0
 
 
 def run(args) -> int:
@@ -266,10 +268,11 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
     import torch
     from tqdm import tqdm
 
-    from derain.console import progress_bar
+    from derain.console import progress_bar, some_names
+    from derain.inference import SCALE_SIDE
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    skipped = []
+    skipped, shrunk = [], []
     start = time.perf_counter()
     try:
         for job in progress_bar(jobs, unit="img", desc="derain", disable=None):
@@ -279,7 +282,8 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
             try:
                 if job.error:
                     raise DerainError(job.error)
-                derain_file(derainer, job, quality)
+                if derain_file(derainer, job, quality) > 1 and getattr(derainer, "scale", None) == "auto":
+                    shrunk.append(job.source)
                 counts["done"] += 1
                 if settings:
                     settings.wrote(job.target)
@@ -294,6 +298,10 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
     counts["skipped"] = len(skipped)
     if skipped:
         _report_skipped(skipped, settings)
+    if shrunk:
+        print(f"derain: {len(shrunk)} photo(s) longer than {SCALE_SIDE} px were derained at {SCALE_SIDE} px on the long "
+              f"side, the change enlarged back (--scale auto; --scale 1 for full size): {some_names(shrunk)}",
+              file=sys.stderr)
     print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
           f"in {time.perf_counter() - start:.1f} s")
     return counts
