@@ -181,10 +181,11 @@ def summary(name: str, a: np.ndarray) -> str:
             + ", ".join(f"{r} {v:+.2f}" for r, v in zip(REGIONS, a[:, 5:].mean(0))))
 
 
-def report(model_name: str, photos: dict[Path, str], tta: bool = False, layer: float | None = None) -> None:
+def report(model_name: str, photos: dict[Path, str], tta: bool = False, layer: float | None = None,
+           scale: str = "auto") -> None:
     import derain
 
-    model = layer_reference(layer) if layer is not None else derain.load(model_name, tta=tta)
+    model = layer_reference(layer) if layer is not None else derain.load(model_name, tta=tta, scale=scale)
     rows = []
     for path in photos:
         rainy = read_image_uint8(path)
@@ -211,6 +212,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["choice", "report"],
                         help="the photos of this split of scripts/sirr100_split.csv instead of the first N")
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    parser.add_argument("--scale", default="auto", help="derain at 1/K of each photo's size (derain run --scale) [default: auto]")
     parser.add_argument("--layer", type=float, metavar="G",
                         help="score no model: take G × each photo's own rain layer away (a morphological baseline)")
     parser.add_argument("--validate", action="store_true")
@@ -223,7 +225,7 @@ def main() -> None:
     if args.regions:
         return regions(args.suite, args.model, args.layer)
     photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
-    report(args.model, photos, args.tta, args.layer)
+    report(args.model, photos, args.tta, args.layer, args.scale)
 
 
 if __name__ == "__main__":
