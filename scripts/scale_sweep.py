@@ -31,17 +31,18 @@ def pairs(family: str, suite: Path, realval: Path) -> list[tuple[Path, Path]]:
     return [(r, r.parent.parent / "clean" / r.name) for r in rainy]
 
 
-def enlarged(path: Path, crop: int, factor: int) -> np.ndarray:
+def enlarged(path: Path, crop: int, factor: float) -> np.ndarray:
     img = Image.open(path).convert("RGB")
     left, top = max(0, (img.width - crop) // 2), max(0, (img.height - crop) // 2)
     img = img.crop((left, top, min(img.width, left + crop), min(img.height, top + crop)))
-    return np.asarray(img.resize((img.width * factor, img.height * factor), Image.LANCZOS) if factor > 1 else img)
+    size = (round(img.width * factor), round(img.height * factor))
+    return np.asarray(img.resize(size, Image.LANCZOS) if factor > 1 else img)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="bundled")
-    p.add_argument("--S", type=int, nargs="+", default=[1, 2, 3], help="enlargements of the photos (and their rain)")
+    p.add_argument("--S", type=float, nargs="+", default=[1, 2, 3], help="enlargements of the photos (and their rain)")
     p.add_argument("--K", type=float, nargs="+", default=[1, 2, 3], help="--scale values to derain at")
     p.add_argument("--crop", type=int, default=192)
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
@@ -65,7 +66,7 @@ def main() -> None:
                 score, shift = np.array(v).T
                 worse = f" ({np.mean(score < 40):.0%} under 40)" if family == "none" else f" ({np.mean(score < 0):.0%} worse)"
                 row.append(f"{score.mean():{'' if family == 'none' else '+'}.2f}{worse}, {shift.mean():+.2f}")
-            print(f"| {family} | {s} | " + " | ".join(row) + " |", flush=True)
+            print(f"| {family} | {s:g} | " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":
