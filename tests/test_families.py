@@ -435,3 +435,23 @@ def test_aligned_rain_picks_rainy_crops_with_lines_along_the_rain(tmp_path):
     with pytest.raises(DerainError, match="negatives and aligned_negatives"):
         RainMixDataset(files, crop=32, samples_per_epoch=5, negatives=2, aligned_negatives=2)
 
+
+
+def test_zoomed_crops_are_a_smaller_window_enlarged(tmp_path):
+    """zoom_share 0 leaves every sample as it was; zoom_share 1 gives each clean crop a window of crop/z px enlarged:
+    1-px lines every 4 px come back wider (fewer pixels at the line's full height), in [0, 1]."""
+    stripes = np.full((96, 96, 3), 0.2)
+    stripes[:, ::4] = 0.9
+    Image.fromarray((stripes * 255).round().astype(np.uint8)).save(tmp_path / "stripes.png")
+    files = [tmp_path / "stripes.png"]
+    plain = RainMixDataset(files, crop=32, seed=3, weights={"none": 1}, samples_per_epoch=6)
+    same = RainMixDataset(files, crop=32, seed=3, weights={"none": 1}, samples_per_epoch=6, zoom=3.0, zoom_share=0.0)
+    assert all(torch.equal(plain[i][1], same[i][1]) for i in range(6))
+    zoomed = RainMixDataset(files, crop=32, seed=3, weights={"none": 1}, samples_per_epoch=6, zoom=3.0, zoom_share=1.0)
+    for i in range(6):
+        crop, flat = zoomed[i][1], plain[i][1]
+        assert crop.shape == flat.shape and 0 <= float(crop.min()) and float(crop.max()) <= 1
+        bright = lambda c: int(((c[0] > 0.55) & (c[0] < 0.85)).sum())  # noqa: E731  # between the two levels
+        assert bright(flat) == 0 and bright(crop) > 32  # the enlarged lines have soft sides
+    with pytest.raises(DerainError, match="zoom must be at least 1"):
+        RainMixDataset(files, crop=32, zoom=0.5)

@@ -177,14 +177,18 @@ class RainMixDataset(SeededDataset):
     along the rain's directions (families.aligned_line_energy): the scene it would most likely take for rain.
     A rainy one is the most detailed of `detailed_rain`: rain over such lines, which the model must tell apart
     from them, or the one of `aligned_rain` with the most lines along the rain: those that look most like streaks.
-    The `real` family's streaks come from the photos of `bank` (derain.data.rain_bank). Decoded photos are
-    cached per process."""
+    The `real` family's streaks come from the photos of `bank` (derain.data.rain_bank). A `zoom_share` of the
+    crops are a smaller window enlarged up to `zoom` times (bicubic) before the rain: soft, enlarged scenes that
+    are not rain. Decoded photos are cached per process."""
 
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
                  weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
                  detailed_rain: int = 1, overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = (),
-                 aligned_rain: int = 1, aligned_negatives: int = 1):
+                 aligned_rain: int = 1, aligned_negatives: int = 1, zoom: float = 1.0, zoom_share: float = 0.0):
         super().__init__(crop, True, seed)
+        if zoom < 1 or not 0 <= zoom_share <= 1:
+            raise DerainError(f"zoom must be at least 1 and zoom_share within [0, 1], got {zoom} and {zoom_share}")
+        self.zoom, self.zoom_share = zoom, zoom_share
         if min(negatives, detailed_rain, aligned_rain, aligned_negatives) < 1:
             raise DerainError(f"negatives, detailed_rain, aligned_rain and aligned_negatives must be at least 1, got "
                               f"{negatives}, {detailed_rain}, {aligned_rain} and {aligned_negatives}")
@@ -211,17 +215,27 @@ class RainMixDataset(SeededDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
-        (clean,) = self.prepare([self.random_photo(rng)], rng)
+        clean = self.scene_crop(rng)
         family = draw_family(rng, self.weights)
         picks, key = (self.negative_picks, self.negative_key) if family == "none" else (self.rain_picks, self.rain_key)
         if picks > 1:
-            others = [self.prepare([self.random_photo(rng)], rng)[0] for _ in range(picks - 1)]
+            others = [self.scene_crop(rng) for _ in range(picks - 1)]
             clean = max([clean, *others], key=key)
         rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides, self.bank)
         return to_tensor(rainy), to_tensor(clean)
 
     def random_photo(self, rng: np.random.Generator) -> np.ndarray:
         return self.photo(int(rng.integers(len(self.files))))
+
+    def scene_crop(self, rng: np.random.Generator) -> np.ndarray:
+        """A crop of a random photo, flipped or turned; with `zoom_share`, sometimes an enlarged smaller window."""
+        photo = self.random_photo(rng)
+        if self.zoom_share and rng.random() < self.zoom_share:  # no draw without zoom: old streams stay the same
+            (window,) = random_crop([photo], max(8, round(self.crop / rng.uniform(1.0, self.zoom))), rng)
+            big = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None],
+                                                  size=(self.crop, self.crop), mode="bicubic", align_corners=False)
+            photo = big[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+        return self.prepare([photo], rng)[0]
 
 
 class SyntheticRainyDataset(Dataset):

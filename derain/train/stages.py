@@ -208,7 +208,7 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, s: RestorationConfig) -> Datase
                                weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch,
                                negatives=synth.negatives, detailed_rain=synth.detailed_rain,
                                overrides=synth.family_params, bank=synth.bank, aligned_rain=synth.aligned_rain,
-                               aligned_negatives=synth.aligned_negatives)
+                               aligned_negatives=synth.aligned_negatives, zoom=synth.zoom, zoom_share=synth.zoom_share)
     else:
         pairs = PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed)
     return WithStreakMap(pairs, cfg.student) if s.streak_map else pairs
