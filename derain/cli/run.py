@@ -324,7 +324,7 @@ def _report_skipped(skipped: list[Path], settings: OutputSettings | None) -> Non
 def output_options(args) -> dict:
     """The options that change what `derain run` writes: the model (by the hash of its weights, and its
     config: the same weights behind another threshold write other pixels), self-ensemble, tiling, precision
-    and the rain angle."""
+    the rain angle and the working scale."""
     from derain.api import check_scale
     from derain.hub import WEIGHTS_NAME, read_config, resolve_model
 
