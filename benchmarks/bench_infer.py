@@ -37,7 +37,7 @@ def worker(height: int, width: int, args) -> dict:
     from derain.api import Derainer, check_scale
     from derain.archs import create_model
     from derain.errors import DerainError
-    from derain.inference import (align_tiling, auto_scale, autocast_dtype, choose_tile, parse_bytes, select_device,
+    from derain.inference import (align_tiling, autocast_dtype, choose_tile, parse_bytes, select_device,
                                   working_size)
 
     torch.set_num_threads(args.threads)
@@ -66,7 +66,7 @@ def worker(height: int, width: int, args) -> dict:
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     tile, overlap = align_tiling(model.config, args.tile, model.overlap)
-    scale = auto_scale(height, width) if model.scale == "auto" else model.scale
+    scale = model.scale_for(height, width)
     work_h, work_w = working_size((height, width), scale)
     return {
         "model": source, "scale": scale,

@@ -444,8 +444,9 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     makes there is turned back and applied. Returns float32 on `img`'s device, not clipped."""
     size = img.shape[-2:]
     options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes)
-    if scale > 1 and working_size(size, scale) != tuple(size):
-        small = torch.nn.functional.interpolate(img, size=working_size(size, scale), mode="bicubic",
+    work = working_size(size, scale) if scale > 1 else tuple(size)
+    if work != tuple(size):
+        small = torch.nn.functional.interpolate(img, size=work, mode="bicubic",
                                                 antialias=True, align_corners=False).clamp_(0.0, 1.0)
         change = derain_tensor(forward, cfg, small, rain_angle=rain_angle, **options) - small
         change = torch.nn.functional.interpolate(change, size=size, mode="bicubic", align_corners=False)

@@ -57,10 +57,11 @@ def main() -> None:
             cells = {k: [] for k in args.K}
             for rainy_path, clean_path in pairs(family, args.suite, args.realval):
                 rainy, clean = enlarged(rainy_path, args.crop, s), enlarged(clean_path, args.crop, s)
+                base, level = psnr(rainy, clean), brightness(rainy)
                 for k, model in models.items():
                     out = model(rainy)
-                    score = min(psnr(out, rainy), 100.0) if family == "none" else psnr(out, clean) - psnr(rainy, clean)
-                    cells[k].append((score, brightness(out) - brightness(rainy)))
+                    score = min(psnr(out, rainy), 100.0) if family == "none" else psnr(out, clean) - base
+                    cells[k].append((score, brightness(out) - level))
             row = []
             for k, v in cells.items():
                 score, shift = np.array(v).T

@@ -52,7 +52,8 @@ def run(args) -> int:
     if args.rainy and set(metrics) - set(ev.NO_REFERENCE):
         raise DerainError(f"{args.rainy}: unpaired images have no ground truth; use --metrics niqe")
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
-    model = _load_model(args.model, args.tta, args.scale or "auto") if args.model else None
+    scale = args.scale or "auto"
+    model = _load_model(args.model, args.tta, scale) if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -71,7 +72,7 @@ def run(args) -> int:
         "source": str(source),
         "mode": "paired" if args.data else "predictions" if args.pred else "unpaired",
         "model": args.model or ("none (rainy inputs scored)" if args.data else None),
-        "scale": (args.scale or "auto") if args.model else None,
+        "scale": scale if args.model else None,
         "clean": args.clean,
         "images": len(rows),
         "protocol": protocol,
