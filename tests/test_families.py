@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from derain.archs import create_model
 from derain.cli import main
@@ -70,6 +71,7 @@ FAMILY_BANDS = {  # docs/datasets.md: input PSNR (dB) and mean added brightness 
     "camera": ((20, 35), (0.01, 0.08)),
     "dense": ((18, 30), (0.01, 0.08)),
     "wind": ((17, 36), (0.0, 0.04)),
+    "drizzle": ((17, 33), (0.005, 0.09)),
 }
 
 
@@ -109,6 +111,27 @@ def test_family_dense_covers_more_than_heavy_and_is_fainter():
     assert dense_peak < 0.4 < heavy_peak
 
 
+def test_family_drizzle_is_short_dashes_where_dense_is_long_streaks():
+    """On a flat grey image, turned so the drawn rain runs vertically: drizzle's lift has lost its correlation
+    12 px along the rain (dashes 3-10 px long), dense rain's keeps most of it (30-120 px); drizzle lifts more
+    pixels than heavy rain, and its brightest ones less."""
+    flat = np.full((256, 256, 3), 0.3)
+
+    def along_rain(family, seed):
+        rainy, meta = add_family_rain(flat, family, np.random.default_rng(seed))
+        lift = (rainy - flat).mean(2)
+        angle = np.mean([layer["angle"] for layer in meta["layers"]])
+        upright = ndimage.rotate(lift, angle, reshape=False, order=1)[64:192, 64:192]
+        u = upright - upright.mean()
+        return lift, float((u[12:] * u[:-12]).mean() / (u * u).mean())
+
+    for seed in range(6):
+        (lift, drizzle), (_, dense) = along_rain("drizzle", seed), along_rain("dense", seed)
+        assert drizzle < 0.15 and dense > 0.5, (seed, drizzle, dense)
+        heavy = add_family_rain(flat, "heavy", np.random.default_rng(seed))[0] - flat
+        assert (lift > 2 / 255).mean() > (heavy.mean(2) > 2 / 255).mean() and np.percentile(lift, 99) < 0.4
+
+
 def test_family_wind_leans_35_to_70_degrees_either_way():
     """The structure tensor of the added rain (test_synthesis.streak_angle, independent of the generator) finds
     each image's streaks 30-75 degrees from vertical, both ways over seeds, near the drawn layers' mean angle."""
@@ -139,7 +162,7 @@ def test_the_mixer_draws_families_by_weight(make_scene):
     counts = Counter(mix_rain(clean, rng, {"light": 3, "none": 1})[1]["family"] for _ in range(400))
     assert set(counts) == {"light", "none"} and 0.68 < counts["light"] / 400 < 0.82
     with pytest.raises(DerainError, match="unknown"):
-        mix_rain(clean, rng, {"drizzle": 1})
+        mix_rain(clean, rng, {"sleet": 1})
 
 
 def test_overrides_replace_a_familys_ranges_and_name_their_errors(make_scene):

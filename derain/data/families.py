@@ -9,6 +9,7 @@ Each family is a synthesis model with parameter ranges (docs/datasets.md, "Rain 
     camera     streaks, veil and sensor noise through a camera's tone curve, then JPEG
     dense      2-4 dense layers of long, faint, semi-transparent streaks (real downpours, as in sirr100)
     wind       light to moderate streaks blown 35-70 degrees from vertical, leaning either way
+    drizzle    2-4 dense layers of short, thin, faint dashes (fine rain, as in sirr100's 124)
     real       streaks harvested from real rainy photos (derain.data.rain_bank); needs a bank of such photos
     none       no rain: the clean photo itself, so the model learns to leave clean photos alone
 
@@ -47,6 +48,9 @@ FAMILIES: dict[str, tuple[str | None, dict]] = {
     "wind": ("linear", {"angle": (35.0, 70.0)}),
     "real": ("bank", {}),
     "none": (None, {}),
+    # last, so the suite's earlier families keep their seeds (derain.suite draws family f's image i from [seed, f, i])
+    "drizzle": ("linear", {"layers": (2, 4), "density": (0.1, 0.3), "width": (0.7, 1.2), "length": (3.0, 10.0),
+                           "brightness": (0.1, 0.35), "angle_jitter": 6.0}),
 }
 NEEDS_BANK = "the 'real' rain family needs a bank of real rainy photos (data.synth.bank, --bank)"
 # what needs nothing but a clean photo: the validation suite's families
