@@ -42,6 +42,9 @@
 #              20% (s36h); on the CPU a 3000-step run with 8% lifted `wind` by 1.1 dB but cost 5 points of real streak
 #              removal and 1 dB on clean photos (docs/model_history.md, "Rain blown off the vertical"): whether a
 #              GPU's budget learns every angle without that trade. SHRINK=0.049, 16 x 256² crops
+#   session38  session 33's pair with the `drizzle` family (short, faint dashes) at 8% (s38g, s38b's mix) and 16% (s38h);
+#              on the CPU 4500 steps of s38b lifted `drizzle` by 1.1 dB but darkened real rain past the floor
+#              (docs/model_history.md, "Fine rain, the `drizzle` family"). SHRINK=0.049, 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (session 33's mean, m33; session 17 started from session 16's continuation, session 16
@@ -56,7 +59,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]|session3[36]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33 or session36" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session3[368]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36 or session38" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -68,6 +71,8 @@ R30='{light: 0.16, heavy: 0.10, photoshop: 0.10, haze: 0.01, camera: 0.02, dense
 R30D='{light: 0.12, heavy: 0.08, photoshop: 0.08, haze: 0.03, camera: 0.02, dense: 0.08, real: 0.30, none: 0.29}'
 W08='{light: 0.08, heavy: 0.06, photoshop: 0.06, haze: 0.03, camera: 0.02, dense: 0.08, wind: 0.08, real: 0.30, none: 0.29}'
 W20='{light: 0.05, heavy: 0.03, photoshop: 0.03, haze: 0.02, camera: 0.02, dense: 0.06, wind: 0.20, real: 0.30, none: 0.29}'
+D08='{light: 0.09, heavy: 0.07, photoshop: 0.06, haze: 0.03, camera: 0.02, dense: 0.07, drizzle: 0.08, real: 0.30, none: 0.28}'
+D16='{light: 0.07, heavy: 0.05, photoshop: 0.04, haze: 0.03, camera: 0.02, dense: 0.05, drizzle: 0.16, real: 0.30, none: 0.28}'
 R45='{light: 0.10, heavy: 0.07, photoshop: 0.06, haze: 0.01, camera: 0.01, dense: 0.01, real: 0.45, none: 0.29}'
 BANK="[$(awk -F, -v d="$PWD/.device-data/real_rain/sirr100" '$2=="bank"{printf "%s%s/%s", n++ ? ", " : "", d, $1}' scripts/sirr100_split.csv)]"
 DENSE2='{light: 0.25, heavy: 0.15, photoshop: 0.05, haze: 0.01, camera: 0.02, dense: 0.24, none: 0.28}'
@@ -116,13 +121,17 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
-  session33|session36)
+  session33|session36|session38)
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
       --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     if [ $PLAN = session33 ]; then
       runs="s33a s33b"
       train s33a 25 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
       train s33b 26 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+    elif [ $PLAN = session38 ]; then
+      runs="s38g s38h"
+      train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+      train s38h 30 "$D16" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     else
       runs="s36g s36h"
       train s36g 27 "$W08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
