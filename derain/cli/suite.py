@@ -18,9 +18,9 @@ def register(sub) -> None:
         "suite", help="score a model per rain family on held-out photos (the validation suite)",
         description="Build (once, deterministically from --seed) one synthetic validation set per rain family "
                     "(light, heavy, photoshop, haze, camera, dense, wind, none, drizzle) from the clean photos that "
-                    "training holds out (data.holdout), then report per family: input and output Y-PSNR/SSIM, the gain, the share "
-                    "of images made worse and the mean brightness shift. Model and recipe choices are made "
-                    "here; test sets are only reported.",
+                    "training holds out (data.holdout), then report per family: input and output Y-PSNR/SSIM, "
+                    "the gain, the share of images made worse and the mean brightness shift. Model and recipe "
+                    "choices are made here; test sets are only reported.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="bundled",
                    help="'bundled' (the shipped model), a model directory, a training run directory, or 'none' "
