@@ -233,7 +233,7 @@ def derain_file(derainer, job: Job, quality: int) -> float:
         raise DerainError(f"{job.source}: float pixels reach {exc.top:g}; derain reads float images as "
                           "values in [0, 1]") from None
     write_photo(job.target, Photo(pixels, photo.mode, photo.metadata), quality=quality)
-    return derainer.scale_for(*photo.pixels.shape[:2]) if hasattr(derainer, "scale_for") else 1.0
+    return derainer.scale_for(*photo.pixels.shape[:2])
 
 
 def run(args) -> int:
@@ -282,7 +282,7 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
             try:
                 if job.error:
                     raise DerainError(job.error)
-                if derain_file(derainer, job, quality) > 1 and getattr(derainer, "scale", None) == "auto":
+                if derain_file(derainer, job, quality) > 1 and derainer.scale == "auto":
                     shrunk.append(job.source)
                 counts["done"] += 1
                 if settings:
