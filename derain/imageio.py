@@ -3,27 +3,51 @@
 `open_image` gives the decoded, upright PIL image; `to_float` and `to_uint8` turn it into an
 H×W×3 array. `read_image` and `read_image_uint8` chain the two. Every problem with a file
 (missing, empty, truncated, not an image, too large) raises `DerainError("<path>: <problem>")`.
+AVIF needs a Pillow built with it (its wheels have it); HEIC/HEIF, the iPhone's format, the optional
+pillow-heif package (`pip install 'derain[heif]'`).
 """
 from __future__ import annotations
 
 import warnings
+from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from derain.atomic import atomic_path
 from derain.errors import DerainError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
-                ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+                ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP", ".avif": "AVIF", ".heic": "HEIF", ".heif": "HEIF"}
+LOSSY_FORMATS = ("JPEG", "WEBP", "AVIF", "HEIF")  # those that take a quality
 
 
 def is_image_file(path: str | Path) -> bool:
     """True for a file name with a known image extension (any case)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def ensure_codec(path: str | Path) -> None:
+    """Let Pillow read and write `path`'s format, or say in one line what to install."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".heic", ".heif") and not heif_registered():
+        raise DerainError(f"{path}: HEIC/HEIF photos need the pillow-heif package: pip install 'derain[heif]'")
+    if suffix == ".avif" and not features.check("avif"):
+        raise DerainError(f"{path}: this Pillow was built without AVIF; pip install -U pillow")
+
+
+@cache
+def heif_registered() -> bool:
+    """Register pillow-heif's HEIC/HEIF plugin with Pillow; False when pillow-heif is not installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -33,6 +57,7 @@ def open_image(path: str | Path) -> Image.Image:
         raise DerainError(f"{path}: {'not a file' if path.exists() else 'file not found'}")
     if path.stat().st_size == 0:
         raise DerainError(f"{path}: empty file (0 bytes)")
+    ensure_codec(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -102,7 +127,7 @@ def to_pil(arr: np.ndarray) -> Image.Image:
 def write_image(path: str | Path, arr: np.ndarray, quality: int = 95) -> Path:
     """Write atomically: a temporary file in the same folder, then `os.replace`. Parents are created.
 
-    `quality` applies to JPEG and WebP. The format follows the extension.
+    `quality` applies to JPEG, WebP, AVIF and HEIC. The format follows the extension.
     """
     return save_pil(path, to_pil(arr), quality=quality)
 
@@ -113,7 +138,8 @@ def save_pil(path: str | Path, img: Image.Image, quality: int = 95, **options) -
     fmt = _PIL_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DerainError(f"{path}: unsupported output extension; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    if fmt in ("JPEG", "WEBP"):
+    ensure_codec(path)
+    if fmt in LOSSY_FORMATS:
         options["quality"] = int(quality)
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **options)

@@ -6,7 +6,7 @@ orientation applied, decompression-bomb limit `PIL.Image.MAX_IMAGE_PIXELS`). Pix
 numpy arrays: H×W (gray), H×W×2 (gray + alpha), H×W×3 (RGB) or H×W×4 (RGBA), in uint8, uint16
 (16-bit gray PNG/TIFF, 16-bit colour TIFF) or float32 (32-bit float TIFF).
 
-Kept on writing: EXIF (JPEG, PNG, WebP; with the orientation tag removed since pixels are
+Kept on writing: EXIF (JPEG, PNG, WebP, AVIF, HEIC; with the orientation tag removed since pixels are
 upright), the ICC profile, the resolution, and for TIFF the descriptive tags (description, make,
 model, software, date, artist, copyright) and the compression. Pillow decodes 16-bit colour PNGs
 at 8 bits, so those come out as 8-bit PNGs; 16-bit colour TIFFs go through tifffile and stay 16-bit.
@@ -21,7 +21,7 @@ from PIL import Image
 
 from derain.errors import DerainError
 from derain.atomic import atomic_write
-from derain.imageio import open_image, save_pil
+from derain.imageio import ensure_codec, open_image, save_pil
 
 ORIENTATION = 274
 TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
@@ -31,6 +31,8 @@ _SAVE_OPTIONS = {  # which metadata each writer takes
     "JPEG": ("exif", "icc_profile", "dpi"),
     "PNG": ("exif", "icc_profile", "dpi"),
     "WEBP": ("exif", "icc_profile"),
+    "AVIF": ("exif", "icc_profile"),
+    "HEIF": ("exif", "icc_profile"),
     "TIFF": ("icc_profile", "dpi", "tiffinfo", "compression"),
     "BMP": (),
 }
@@ -38,6 +40,8 @@ _WRITABLE_MODES = {
     "JPEG": {"L", "RGB", "CMYK"},
     "PNG": {"1", "L", "LA", "RGB", "RGBA", "I;16"},
     "WEBP": {"RGB", "RGBA"},
+    "AVIF": {"RGB", "RGBA"},
+    "HEIF": {"RGB", "RGBA"},
     "TIFF": {"1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "F", RGB16},
     "BMP": {"1", "L", "RGB", "RGBA"},
 }
@@ -155,9 +159,10 @@ def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
 # ---------------------------------------------------------------- writing
 
 def output_format(path: str | Path) -> str:
+    ensure_codec(path)
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt not in _SAVE_OPTIONS:
-        raise DerainError(f"{path}: cannot write this format; use .png, .jpg, .tif, .webp or .bmp")
+        raise DerainError(f"{path}: cannot write this format; use .png, .jpg, .tif, .webp, .bmp, .avif or .heic")
     return fmt
 
 

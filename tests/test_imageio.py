@@ -1,4 +1,5 @@
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -147,3 +148,31 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 def test_unknown_output_extension(tmp_path):
     with pytest.raises(DerainError, match="unsupported output extension"):
         write_image(tmp_path / "x.gif", np.zeros((2, 2, 3), np.uint8))
+
+
+@pytest.mark.parametrize("suffix", [".avif", ".heic"])
+def test_phone_formats_round_trip_at_their_quality(tmp_path, make_scene, suffix):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    img = np.round(make_scene((48, 64)) * 255).astype(np.uint8)
+    high = write_image(tmp_path / ("high" + suffix), img, quality=95)
+    low = write_image(tmp_path / ("low" + suffix), img, quality=20)
+    back = read_image_uint8(high)
+    assert back.shape == img.shape
+    assert peak_signal_noise_ratio(img, back) > 35  # lossy, but the same picture
+    assert peak_signal_noise_ratio(img, read_image_uint8(low)) < peak_signal_noise_ratio(img, back)
+
+
+def test_heic_without_pillow_heif_says_what_to_install(tmp_path, monkeypatch):
+    from derain.imageio import heif_registered
+
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic")  # a HEIC file's opening bytes
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import fails as if not installed
+    heif_registered.cache_clear()
+    try:
+        _one_line_error(path, "HEIC/HEIF photos need the pillow-heif package: pip install 'derain[heif]'")
+        with pytest.raises(DerainError, match="out.heic: HEIC/HEIF photos need the pillow-heif package"):
+            write_image(tmp_path / "out.heic", np.zeros((2, 2, 3), np.uint8))
+    finally:
+        heif_registered.cache_clear()

@@ -151,10 +151,15 @@ def test_format_option_and_jpeg_quality(tmp_path, tiny_model_dir):
     assert (tmp_path / "q20" / "a.jpg").stat().st_size < (tmp_path / "q90" / "a.jpg").stat().st_size
 
 
-@pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp")])
+@pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"), ("AVIF", ".avif"),
+                                         ("HEIF", ".heic")])
 def test_exif_orientation_is_applied_and_exif_and_icc_are_kept(tmp_path, tiny_model_dir, fmt, suffix):
+    from derain.imageio import ensure_codec
+
     name = "a" + suffix
-    Image.fromarray(PIXELS).save(tmp_path / name, format=fmt, exif=exif(orientation=6, make="TestCam"),
+    ensure_codec(name)  # HEIC: registers pillow-heif with Pillow, which turns the EXIF orientation into the
+    # container's rotation (HEIF's own; readers ignore EXIF's there), as phones write it
+    Image.fromarray(PIXELS).save(tmp_path / name, format=fmt, exif=exif(orientation=6, make="TestCam").tobytes(),
                                  icc_profile=SRGB)
     assert run(tiny_model_dir, tmp_path / name, "-o", tmp_path / "out") == 0
     with Image.open(tmp_path / "out" / name) as out:

@@ -18,7 +18,7 @@ from derain.errors import DerainError
 
 DEFAULT_MAX_PIXELS = 2 * 89_478_485  # twice Pillow's warning limit: where Pillow itself refuses
 FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "tiff": ".tif", "tif": ".tif",
-                   "webp": ".webp", "bmp": ".bmp"}
+                   "webp": ".webp", "bmp": ".bmp", "avif": ".avif", "heic": ".heic"}
 SETTINGS_FILE = ".derain-run.json"  # in OUTDIR: the options each output was made with
 MODEL_HELP = ("'bundled' (the shipped model), a model directory (config.json + model.safetensors) "
               "or a training run directory (its model/)")
@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
     p.add_argument("--model", metavar="MODEL", help=f"{MODEL_HELP} [default: bundled]")
     p.add_argument("--format", choices=sorted(FORMAT_SUFFIXES), help="write this format instead of the input's")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality [default: 95]")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/AVIF/HEIC quality [default: 95]")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_inference_options(p)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
