@@ -32,11 +32,19 @@ def is_image_file(path: str | Path) -> bool:
 
 def ensure_codec(path: str | Path) -> None:
     """Let Pillow read and write `path`'s format, or say in one line what to install."""
-    suffix = Path(path).suffix.lower()
+    problem = codec_problem(Path(path).suffix)
+    if problem:
+        raise DerainError(f"{path}: {problem}")
+
+
+def codec_problem(suffix: str) -> str | None:
+    """What is missing to read and write files with this extension, or None (registers pillow-heif for HEIC)."""
+    suffix = suffix.lower()
     if suffix in (".heic", ".heif") and not heif_registered():
-        raise DerainError(f"{path}: HEIC/HEIF photos need the pillow-heif package: pip install 'derain[heif]'")
+        return "HEIC/HEIF photos need the pillow-heif package: pip install 'derain[heif]'"
     if suffix == ".avif" and not features.check("avif"):
-        raise DerainError(f"{path}: this Pillow was built without AVIF; pip install -U pillow")
+        return "this Pillow was built without AVIF; pip install -U pillow"
+    return None
 
 
 @cache

@@ -2,6 +2,7 @@
 run says (nothing found, skipped outputs, bad options, progress in logs)."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -455,3 +456,17 @@ def test_photos_longer_than_1600_px_are_named_as_derained_smaller(tmp_path, tiny
     assert "fits.png" not in err
     assert run(tiny_model_dir, tmp_path / "wide.png", "-o", tmp_path / "full", "--scale", "1") == 0
     assert "longer than 1600 px" not in capsys.readouterr().err
+
+
+def test_format_whose_codec_is_missing_fails_before_any_photo(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from derain.imageio import heif_registered
+
+    Image.fromarray(PIXELS).save(tmp_path / "a.png")
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if pillow-heif were not installed
+    heif_registered.cache_clear()
+    try:
+        assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--format", "heic") == 2
+    finally:
+        heif_registered.cache_clear()
+    err = capsys.readouterr().err
+    assert "--format heic: HEIC/HEIF photos need the pillow-heif package" in err and not (tmp_path / "out").exists()

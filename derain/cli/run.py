@@ -244,6 +244,11 @@ def run(args) -> int:
     outdir = Path(args.output)
     check_output_folder(outdir)
     suffix = FORMAT_SUFFIXES[args.format] if args.format else None
+    if suffix:
+        from derain.imageio import codec_problem
+
+        if codec_problem(suffix):  # it would fail every output, so it fails before any photo
+            raise DerainError(f"--format {args.format}: {codec_problem(suffix)}")
     planned = plan(args.inputs, outdir, args.recursive, suffix)
     if not any(job.error is None for job in planned.jobs):
         problems = [job.error for job in planned.jobs]
