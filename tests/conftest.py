@@ -64,3 +64,16 @@ def make_image():
         return path
 
     return make
+
+
+@pytest.fixture
+def no_pillow_heif(monkeypatch):
+    """derain as on a machine without pillow-heif: its import fails, and derain's check is run afresh."""
+    import sys
+
+    from derain.imageio import heif_registered
+
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    heif_registered.cache_clear()
+    yield
+    heif_registered.cache_clear()

@@ -247,8 +247,8 @@ def run(args) -> int:
     if suffix:
         from derain.imageio import codec_problem
 
-        if codec_problem(suffix):  # it would fail every output, so it fails before any photo
-            raise DerainError(f"--format {args.format}: {codec_problem(suffix)}")
+        if problem := codec_problem(suffix):  # it would fail every output, so it fails before any photo
+            raise DerainError(f"--format {args.format}: {problem}")
     planned = plan(args.inputs, outdir, args.recursive, suffix)
     if not any(job.error is None for job in planned.jobs):
         problems = [job.error for job in planned.jobs]
