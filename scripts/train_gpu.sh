@@ -47,7 +47,8 @@
 #              (docs/model_history.md, "Fine rain, the `drizzle` family"). SHRINK=0.049, 16 x 256² crops
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
-# INIT defaults to the bundled model (session 33's mean, m33; session 17 started from session 16's continuation, session 16
+# INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
+# session 40 were written for m33, session 33's mean; session 17 started from session 16's continuation, session 16
 # from the session-9 model).
 # Data: .device-data from `python scripts/device_pack.py` (device tool: carry [".device-data"], timeout_s 600);
 # the suite is built there from its held-out photos, as by scripts/device_train.sh.
