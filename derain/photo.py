@@ -21,7 +21,7 @@ from PIL import Image
 
 from derain.errors import DerainError
 from derain.atomic import atomic_write
-from derain.imageio import ensure_codec, open_image, save_pil
+from derain.imageio import codec_problem, open_image, save_pil
 
 ORIENTATION = 274
 TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
@@ -158,12 +158,21 @@ def upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- writing
 
+def write_problem(path: str | Path) -> str | None:
+    """Why derain cannot write a file named `path`, or None: known before any deraining."""
+    suffix = Path(path).suffix.lower()
+    if problem := codec_problem(suffix):
+        return problem
+    if Image.registered_extensions().get(suffix) not in _SAVE_OPTIONS:
+        return (f"cannot write {suffix or 'a file without an extension'}; write .png, .jpg, .tif, .webp, .bmp, .avif "
+                "or .heic instead (derain run --format png)")
+    return None
+
+
 def output_format(path: str | Path) -> str:
-    ensure_codec(path)
-    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
-    if fmt not in _SAVE_OPTIONS:
-        raise DerainError(f"{path}: cannot write this format; use .png, .jpg, .tif, .webp, .bmp, .avif or .heic")
-    return fmt
+    if problem := write_problem(path):
+        raise DerainError(f"{path}: {problem}")
+    return Image.registered_extensions()[Path(path).suffix.lower()]
 
 
 def write_photo(path: str | Path, photo: Photo, quality: int = 95) -> Path:

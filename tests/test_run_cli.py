@@ -102,6 +102,26 @@ def test_an_output_that_is_not_a_folder_is_refused_before_any_work(tmp_path, tin
     assert (tmp_path / "blocker").read_text() == "a file where the output folder should be"
 
 
+def test_a_format_derain_cannot_write_fails_before_the_model_is_loaded(tmp_path, tiny_model_dir, capsys,
+                                                                      no_model_work):
+    Image.fromarray(PIXELS).convert("P").save(tmp_path / "anim.gif")
+    assert run(tiny_model_dir, tmp_path / "anim.gif", "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'anim.gif'}: cannot write .gif" in err and "--format png" in err
+    assert not (tmp_path / "out" / "anim.gif").exists()
+
+
+def test_a_gif_in_a_batch_is_one_error_and_format_png_derains_it(tmp_path, tiny_model_dir, capsys):
+    Image.fromarray(PIXELS).convert("P").save(tmp_path / "anim.gif")
+    Image.fromarray(PIXELS).save(tmp_path / "b.png")
+    assert run(tiny_model_dir, tmp_path / "anim.gif", tmp_path / "b.png", "-o", tmp_path / "out") == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("done 1, skipped 0, failed 1 ") and "anim.gif: cannot write .gif" in err
+    assert run(tiny_model_dir, tmp_path / "anim.gif", "-o", tmp_path / "out", "--format", "png") == 0
+    with Image.open(tmp_path / "out" / "anim.png") as result:
+        assert (result.format, result.size) == ("PNG", (56, 40))
+
+
 def test_an_unreadable_input_is_reported_and_the_batch_goes_on(tmp_path, tiny_model_dir, capsys, monkeypatch):
     for name in ("locked.png", "fine.png"):
         Image.fromarray(PIXELS).save(tmp_path / name)

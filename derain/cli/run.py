@@ -123,6 +123,8 @@ class Plan:
 def plan(inputs: list[str], outdir: Path, recursive: bool, suffix: str | None) -> Plan:
     """One job per input image; outputs keep the path relative to the folder or glob base. Images
     that folders and globs find under `outdir` are left out: outputs are never inputs."""
+    from derain.photo import write_problem
+
     result = Plan([])
     for spec in inputs:
         for source, base in _expand(spec, recursive, outdir, result.left_out):
@@ -130,7 +132,9 @@ def plan(inputs: list[str], outdir: Path, recursive: bool, suffix: str | None) -
                 result.jobs.append(Job(Path(spec), error=str(source)))
                 continue
             target = outdir / source.relative_to(base)
-            result.jobs.append(Job(source, target.with_suffix(suffix) if suffix else target))
+            target = target.with_suffix(suffix) if suffix else target
+            problem = write_problem(target)  # an unwritable format fails before, not after, the deraining
+            result.jobs.append(Job(source, target, error=f"{source}: {problem}" if problem else None))
     _refuse_clashes(result.jobs)
     return result
 
