@@ -460,8 +460,10 @@ def test_help_has_examples(capsys):
         main(["run", "--help"])
     help_text = capsys.readouterr().out
     examples = help_text.split("examples:", 1)[1].strip().splitlines()
-    assert len(examples) == 3 and all(line.strip().startswith("derain run ") for line in examples)
-    assert "--threads" in examples[1] and "--rain-angle -55" in examples[2]
+    assert len(examples) == 4 and all(line.strip().startswith("derain run ") for line in examples)
+    assert " -o " not in examples[0] and "derained/photo.jpg" in examples[0]
+    assert "--threads" in examples[2] and "--rain-angle -55" in examples[3]
+    assert "[default: derained/ in the current directory]" in " ".join(help_text.split())
 
 
 def test_photos_longer_than_1600_px_are_named_as_derained_smaller(tmp_path, tiny_model_dir, capsys):
@@ -482,3 +484,19 @@ def test_format_whose_codec_is_missing_fails_before_any_photo(tmp_path, tiny_mod
     assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--format", "heic") == 2
     err = capsys.readouterr().err
     assert "--format heic: HEIC/HEIF photos need the pillow-heif package" in err and not (tmp_path / "out").exists()
+
+
+def test_without_o_outputs_go_to_derained_in_the_current_folder(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(PIXELS).save("photo.png")
+    before = (tmp_path / "photo.png").read_bytes()
+    assert main(["run", "photo.png", "--model", tiny_model_dir, "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.strip().endswith("; outputs in derained")
+    with Image.open(tmp_path / "derained" / "photo.png") as result:
+        assert result.size == (56, 40)
+    assert (tmp_path / "photo.png").read_bytes() == before
+    # the current folder as input: its derained/ is never read back as input
+    assert main(["run", ".", "-r", "--model", tiny_model_dir, "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert "left out 1 image(s) under the output folder derained" in err
+    assert out.startswith("done 0, skipped 1, failed 0") and "outputs in" not in out

@@ -1,4 +1,4 @@
-"""`derain run INPUT... -o OUTDIR`: derain photos, files, folders or globs, keeping relative paths,
+"""`derain run INPUT... [-o OUTDIR]`: derain photos, files, folders or globs, keeping relative paths,
 formats and metadata. Options are checked before any photo; a bad file is reported on one line and
 the batch goes on. The output folder is never read as input, and `OUTDIR/.derain-run.json` records
 the options each output was made with, so a rerun can say when they differ."""
@@ -19,10 +19,12 @@ from derain.errors import DerainError
 DEFAULT_MAX_PIXELS = 2 * 89_478_485  # twice Pillow's warning limit: where Pillow itself refuses
 FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "tiff": ".tif", "tif": ".tif",
                    "webp": ".webp", "bmp": ".bmp", "avif": ".avif", "heic": ".heic"}
+DEFAULT_OUTDIR = "derained"  # -o when not given: a folder in the current directory
 SETTINGS_FILE = ".derain-run.json"  # in OUTDIR: the options each output was made with
 MODEL_HELP = ("'bundled' (the shipped model), a model directory (config.json + model.safetensors) "
               "or a training run directory (its model/)")
 EXAMPLES = """examples:
+  derain run photo.jpg                             # writes derained/photo.jpg
   derain run photos/ -o derained/                  # the images directly inside photos/
   derain run trip/ -r -o derained/ --threads 1     # the whole tree, on one CPU thread
   derain run storm.jpg -o derained/ --rain-angle -55   # rain blown 55 degrees over, tops leaning left (\\)
@@ -38,7 +40,8 @@ def register(sub) -> None:
                                    "could not start (bad option, no input image found).",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("-o", "--output", default=DEFAULT_OUTDIR, metavar="OUTDIR",
+                   help=f"output folder [default: {DEFAULT_OUTDIR}/ in the current directory]")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
     p.add_argument("--model", metavar="MODEL", help=f"{MODEL_HELP} [default: bundled]")
     p.add_argument("--format", choices=sorted(FORMAT_SUFFIXES), help="write this format instead of the input's")
@@ -264,14 +267,14 @@ def run(args) -> int:
     settings = OutputSettings(outdir, output_options(args))
     pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, args.max_pixels
     try:
-        counts = run_jobs(derainer, planned.jobs, args.overwrite, args.quality, settings)
+        counts = run_jobs(derainer, planned.jobs, args.overwrite, args.quality, settings, outdir)
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
     return 1 if counts["failed"] else 0
 
 
 def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
-             settings: OutputSettings | None = None) -> dict:
+             settings: OutputSettings | None = None, outdir: Path | None = None) -> dict:
     """Derain each job with a progress bar; one line per failure; skipped outputs named; the summary
     at the end."""
     import torch
@@ -312,7 +315,7 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
               f"side, the change enlarged back (--scale auto; --scale 1 for full size): {some_names(shrunk)}",
               file=sys.stderr)
     print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
-          f"in {time.perf_counter() - start:.1f} s")
+          f"in {time.perf_counter() - start:.1f} s" + (f"; outputs in {outdir}" if outdir and counts["done"] else ""))
     return counts
 
 
