@@ -34,10 +34,26 @@ def lowfreq_loss(output: torch.Tensor, target: torch.Tensor, size: int = 8) -> t
     return F.mse_loss(F.avg_pool2d(output, size, ceil_mode=True), F.avg_pool2d(target, size, ceil_mode=True))
 
 
-def restoration_loss(output: torch.Tensor, target: torch.Tensor, lowfreq: float = 0.0, size: int = 8) -> torch.Tensor:
-    """Eq. 2 plus `lowfreq` × `lowfreq_loss`: a stage key (`lowfreq`) for fine-tuning and V2."""
+def rain_pixel_loss(output: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor, level: float) -> torch.Tensor:
+    """Not in the paper: the squared error on the pixels where the rain lifts the input over the target by more
+    than `level` (0-1 scale) in some channel, as a mean over all pixels. Added to Eq. 2, it counts the rain's
+    pixels more, so a faint streak the network is unsure of is not shrunk toward no change."""
+    rain = ((inputs - target).amax(1, keepdim=True) > level).to(output.dtype)
+    return ((output - target) ** 2 * rain).mean()
+
+
+def restoration_loss(output: torch.Tensor, target: torch.Tensor, lowfreq: float = 0.0, size: int = 8,
+                     inputs: torch.Tensor | None = None, rain_weight: float = 0.0, rain_level: float = 0.0) -> torch.Tensor:
+    """Eq. 2 plus `lowfreq` × `lowfreq_loss` and `rain_weight` × `rain_pixel_loss` (which needs the `inputs`):
+    stage keys for fine-tuning and V2."""
     loss = recon_loss(output, target)
-    return loss + lowfreq * lowfreq_loss(output, target, size) if lowfreq else loss
+    if lowfreq:
+        loss = loss + lowfreq * lowfreq_loss(output, target, size)
+    if rain_weight:
+        if inputs is None:
+            raise ValueError("rain_weight needs the rainy inputs")
+        loss = loss + rain_weight * rain_pixel_loss(output, target, inputs, rain_level)
+    return loss
 
 
 def _summed_mse(students: Sequence[torch.Tensor], teachers: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, lowfreq_loss, recog_loss, recon_loss, restoration_loss
+from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, lowfreq_loss, rain_pixel_loss, recog_loss, recon_loss, restoration_loss
 
 
 def test_recog_loss_is_the_mean_squared_error_to_the_labels():
@@ -43,6 +43,21 @@ def test_restoration_loss_adds_the_weighted_lowfreq_term_to_eq_2():
     assert restoration_loss(output, target).item() == recon_loss(output, target).item()
     expected = recon_loss(output, target) + 4 * lowfreq_loss(output, target, 4)
     assert restoration_loss(output, target, lowfreq=4, size=4).item() == pytest.approx(expected.item())
+
+
+def test_rain_pixel_loss_counts_only_the_pixels_the_rain_lifts():
+    target = torch.full((1, 3, 2, 2), 0.5)
+    inputs = target.clone()
+    inputs[0, 1, 0, 0] += 0.2  # rain in one channel of one pixel: the pixel is the rain's
+    inputs[0, :, 1, 1] += 0.01  # below the level: not the rain's
+    output = target + 0.1  # every pixel off by 0.1 in every channel
+    # one pixel of four is rain: its 3 channels × 0.01 over the 12 elements
+    assert rain_pixel_loss(output, target, inputs, level=0.05).item() == pytest.approx(3 * 0.01 / 12)
+    assert rain_pixel_loss(output, target, inputs, level=0.005).item() == pytest.approx(6 * 0.01 / 12)
+    expected = recon_loss(output, target) + 2 * 3 * 0.01 / 12
+    assert restoration_loss(output, target, inputs=inputs, rain_weight=2, rain_level=0.05).item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="needs the rainy inputs"):
+        restoration_loss(output, target, rain_weight=2)
 
 
 def test_direct_matching_sums_one_error_per_teacher():

@@ -20,7 +20,7 @@ from derain.inference import streak_threshold
 from derain.config import load_model_config
 from derain.errors import DerainError
 from derain.hub import from_pretrained, save_pretrained
-from derain.losses import lowfreq_loss, recon_loss
+from derain.losses import lowfreq_loss, rain_pixel_loss, recon_loss
 from derain.data import CLEAR_LABEL
 from derain.data.families import holdout
 from derain.train import pipeline
@@ -524,6 +524,20 @@ def test_finetune_and_scratch_train_on_eq_2_plus_the_lowfreq_term_when_it_has_a_
     assert stage_loss(cfg.stages["finetune"])(out, tgt).item() == recon_loss(out, tgt).item()
     expected = recon_loss(out, tgt) + 2 * lowfreq_loss(out, tgt, 4)
     assert stage_loss(cfg.stages["scratch"])(out, tgt).item() == pytest.approx(expected.item())
+
+
+def test_scratch_with_a_rain_weight_hands_its_inputs_to_the_rain_pixel_term(data, tmp_path):
+    online = ["data.synth.online=true", 'data.synth.families={"light": 1.0}']
+    cfg = load_train_config(tiny_config(data), overrides=[*online, "stages.scratch.rain_weight=3",
+                                                          "stages.scratch.rain_level=5"])
+    module = build_stage("scratch", cfg, RunDir(tmp_path), torch.device("cpu")).module
+    inputs, targets = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        out = module.net(inputs)
+        expected = recon_loss(out, targets) + 3 * rain_pixel_loss(out, targets, inputs, 5 / 255)
+        assert module((inputs, targets))["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(DerainError, match="rain_weight and rain_level must be non-negative"):
+        load_train_config(tiny_config(data), overrides=["stages.scratch.rain_weight=-1"])
 
 
 def test_scratch_hands_its_shrink_jitter_to_the_decoder(data, tmp_path):

@@ -90,6 +90,8 @@ class RestorationConfig(StageConfig):
     shrink_jitter: float = 0.0  # train through a per-crop threshold drawn from model.shrink × [1 − j, 1 + j]
     lr_added: float = 0.0  # scratch with init: lr of a branch the init lacks (a new context branch); 0 = lr
     streak_map: bool = False  # train through the threshold per pixel (model.shrink_streaks on the input's streaks)
+    rain_weight: float = 0.0  # the rain's pixels count (1 + this)× in Eq. 2's image MSE (`losses.rain_pixel_loss`)
+    rain_level: float = 2.5  # grey levels: a pixel is the rain's where the input exceeds the target by more
 
     def __post_init__(self):
         super().__post_init__()
@@ -97,6 +99,8 @@ class RestorationConfig(StageConfig):
             raise ValueError(f"lr_added must be non-negative, got {self.lr_added}")
         if self.lowfreq < 0 or self.lowfreq_size < 1:
             raise ValueError(f"lowfreq must be non-negative and lowfreq_size at least 1, got {self.lowfreq} and {self.lowfreq_size}")
+        if self.rain_weight < 0 or self.rain_level < 0:
+            raise ValueError(f"rain_weight and rain_level must be non-negative, got {self.rain_weight} and {self.rain_level}")
         if not 0 <= self.shrink_jitter < 1:
             raise ValueError(f"shrink_jitter must be in [0, 1), got {self.shrink_jitter}")
 

@@ -53,13 +53,14 @@ class Supervised(nn.Module):
     """A network trained on (input, target) batches with one loss: recog, recon, finetune, scratch.
     A batch may carry a third tensor, D_dr's threshold per pixel (WithStreakMap), which the network runs through."""
 
-    def __init__(self, net: nn.Module, loss: Callable):
+    def __init__(self, net: nn.Module, loss: Callable, with_inputs: bool = False):
         super().__init__()
-        self.net, self.loss = net, loss
+        self.net, self.loss, self.with_inputs = net, loss, with_inputs
 
     def forward(self, batch):
         inputs, targets, *threshold = batch
-        return {"loss": self.loss(self.net(inputs, *threshold), targets)}
+        extra = {"inputs": inputs} if self.with_inputs else {}
+        return {"loss": self.loss(self.net(inputs, *threshold), targets, **extra)}
 
 
 class WithStreakMap(Dataset):
@@ -215,8 +216,15 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, s: RestorationConfig) -> Datase
 
 
 def stage_loss(s: RestorationConfig) -> Callable:
-    """finetune's and scratch's loss: Eq. 2, plus `lowfreq` × the low-frequency term when set."""
-    return partial(restoration_loss, lowfreq=s.lowfreq, size=s.lowfreq_size)
+    """finetune's and scratch's loss: Eq. 2, plus `lowfreq` × the low-frequency term and `rain_weight` × the
+    rain-pixel term when set."""
+    return partial(restoration_loss, lowfreq=s.lowfreq, size=s.lowfreq_size, rain_weight=s.rain_weight,
+                   rain_level=s.rain_level / 255)
+
+
+def supervised(net: nn.Module, s: RestorationConfig) -> Supervised:
+    """finetune's and scratch's module: the rain-pixel term also needs the inputs."""
+    return Supervised(net, stage_loss(s), with_inputs=bool(s.rain_weight))
 
 
 def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
@@ -226,7 +234,7 @@ def finetune(cfg: TrainConfig, run: RunDir, device) -> Stage:
     net.decoder.shrink_jitter = s.shrink_jitter
     groups = [{"params": list(net.encoder.parameters()), "lr": s.lr_encoder},
               {"params": list(net.decoder.parameters()), "lr": s.lr}]
-    return Stage("finetune", Supervised(net, stage_loss(s)), pairs_dataset(cfg, run, s),
+    return Stage("finetune", supervised(net, s), pairs_dataset(cfg, run, s),
                  groups, save_model("finetune", run), val_net=net)
 
 
@@ -239,7 +247,7 @@ def scratch(cfg: TrainConfig, run: RunDir, device) -> Stage:
     groups = [{"params": [p for k, p in params.items() if k not in added], "lr": s.lr}]
     if added:
         groups.append({"params": [params[k] for k in added], "lr": s.lr_added or s.lr})
-    return Stage("scratch", Supervised(net, stage_loss(s)), pairs_dataset(cfg, run, s),
+    return Stage("scratch", supervised(net, s), pairs_dataset(cfg, run, s),
                  groups, save_model("scratch", run), val_net=net)
 
 
