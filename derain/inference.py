@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import scipy.fft
 import torch
 
 from derain.config import ModelConfig
@@ -145,7 +146,8 @@ def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None
             maps.append(torch.full(rgb.shape[:2], cfg.shrink))
             continue
         top, left = max(0, (rgb.shape[0] - ANGLE_SIDE) // 2), max(0, (rgb.shape[1] - ANGLE_SIDE) // 2)
-        angle = rain_angle(rgb[top:top + ANGLE_SIDE, left:left + ANGLE_SIDE])
+        with scipy.fft.set_workers(torch.get_num_threads()):  # its FFTs on derain's threads too
+            angle = rain_angle(rgb[top:top + ANGLE_SIDE, left:left + ANGLE_SIDE])
         streaks = rain_layer(rgb, angle) > cfg.streak_level
         maps.append(torch.from_numpy(np.where(streaks, cfg.shrink_streaks, cfg.shrink).astype(np.float32)))
     return torch.stack(maps)[:, None].to(img.device)

@@ -48,6 +48,19 @@ def test_rain_layer_keeps_little_of_a_clean_photo(name):
     assert np.corrcoef((from_rainy - from_clean).ravel(), streaks.ravel())[0, 1] > 0.85
 
 
+@pytest.mark.parametrize("turn", [90, -90])
+def test_upright_rain_skips_the_turns_and_matches_the_turned_path(turn):
+    """At angle 0 rain_layer skips both turns. The turned path, given the photo turned a quarter and told
+    its rain lies at ±90°, turns it upright on the pixel grid, so it must give the same layer, turned."""
+    photo = skdata.astronaut()
+    photo = np.clip(photo + 255 * STRENGTH * streak_layer(photo.shape[:2], 0.03, 30.0, 0.0, 2.0,
+                                                             np.random.default_rng(0))[..., None], 0, 255)
+    photo = photo.astype(np.uint8)
+    upright = rain_layer(photo, 0)
+    assert upright.mean() > 1  # the streaks are there to compare
+    assert np.allclose(np.rot90(upright), rain_layer(np.ascontiguousarray(np.rot90(photo)), turn), atol=1e-2)
+
+
 @pytest.fixture
 def bank_photos(tmp_path, make_image):
     return [make_image(tmp_path / f"rain{k}.png", array=rainy_photo(angle, k)[0]) for k, angle in enumerate((-10, 15))]

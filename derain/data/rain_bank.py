@@ -55,14 +55,21 @@ def rain_layer(img: np.ndarray, angle: float | None = None, along: int = ALONG,
     px long (and, given `longest`, shorter than that) adds."""
     angle = rain_angle(img) if angle is None else angle
     y = rgb_to_y(img).astype(np.float32)
+    if angle == 0:  # upright already: both turns would be the identity (most real photos; 0.25 s at 2 MP)
+        return np.clip(line_streaks(y, along, longest), 0, 255)
     upright = ndimage.rotate(y, angle, reshape=True, order=1, mode="reflect")  # rain now vertical
+    back = ndimage.rotate(line_streaks(upright, along, longest), -angle, reshape=False, order=1)
+    top, left = (back.shape[0] - y.shape[0]) // 2, (back.shape[1] - y.shape[1]) // 2
+    return np.clip(back[top:top + y.shape[0], left:left + y.shape[1]], 0, 255)
+
+
+def line_streaks(upright: np.ndarray, along: int, longest: int | None) -> np.ndarray:
+    """The two morphology steps on a Y image whose rain runs vertically (the module's docstring)."""
     tophat = upright - ndimage.grey_opening(upright, size=(1, ACROSS))
     streaks = ndimage.grey_opening(tophat, size=(along, 1))
     if longest is not None:
         streaks -= ndimage.grey_opening(tophat, size=(longest, 1))
-    back = ndimage.rotate(streaks, -angle, reshape=False, order=1)
-    top, left = (back.shape[0] - y.shape[0]) // 2, (back.shape[1] - y.shape[1]) // 2
-    return np.clip(back[top:top + y.shape[0], left:left + y.shape[1]], 0, 255)
+    return streaks
 
 
 def bank_photos(paths: Sequence[str | Path]) -> list[Path]:
