@@ -45,6 +45,11 @@
 #   session38  session 33's pair with the `drizzle` family (short, faint dashes) at 8% (s38g, s38b's mix) and 16% (s38h);
 #              on the CPU 4500 steps of s38b lifted `drizzle` by 1.1 dB but darkened real rain past the floor
 #              (docs/model_history.md, "Fine rain, the `drizzle` family"). SHRINK=0.049, 16 x 256² crops
+#   session43  m40 (INIT, the bundled model) continued on its own recipe (s38b's mix, the threshold map) at a GPU's budget
+#              (s43g) | the same with rain_weight 0.5 (s43h). On the CPU every lever since session 40 slid along one
+#              line between removal and darkening (docs/model_history.md, "The rain's pixels counted twice"): whether
+#              16 x 256² crops for minutes move the line itself. SHRINK=0.049; a drawn task has 15 minutes of device
+#              time, so TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
@@ -60,7 +65,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]|session3[368]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36 or session38" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session3[368]|session43) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38 or session43" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -122,13 +127,17 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
-  session33|session36|session38)
+  session33|session36|session38|session43)
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
       --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     if [ $PLAN = session33 ]; then
       runs="s33a s33b"
       train s33a 25 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
       train s33b 26 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+    elif [ $PLAN = session43 ]; then
+      runs="s43g s43h"
+      train s43g 31 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+      train s43h 32 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set stages.scratch.rain_weight=0.5
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
       train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
