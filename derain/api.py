@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -115,6 +116,7 @@ class Derainer:
         self.net, self.device, self.rain_angle, self.scale = net, device, rain_angle, scale
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory
         self.autocast = autocast
+        self.progress: Callable[[int, int], None] | None = None  # called as (tiles done, tiles) within an image
         self._forward = model_forward(net, device, autocast)
 
     @property
@@ -141,7 +143,7 @@ class Derainer:
         out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
                             tta=self.tta, max_memory=self.max_memory,
                             dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle,
-                            scale=self.scale_for(*rgb.shape[-2:]))
+                            scale=self.scale_for(*rgb.shape[-2:]), progress=self.progress)
         return out.clamp_(0.0, 1.0)
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:

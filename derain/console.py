@@ -26,6 +26,30 @@ def progress_bar(iterable: Iterable | None = None, **options):
     return tqdm(iterable, file=_Lines(stream), **options)
 
 
+class InnerBar:
+    """A second, passing bar for the steps within one item of an outer bar (the tiles of one photo):
+    called as (done, total), it opens at the first call of an item with more than one step, and closes
+    when the item is done."""
+
+    def __init__(self, unit: str, **options):
+        self.unit, self.desc, self.bar, self.options = unit, "", None, options  # options: progress_bar's
+
+    def __call__(self, done: int, total: int) -> None:
+        if total < 2:
+            return
+        if self.bar is None:
+            self.bar = progress_bar(total=total, unit=self.unit, desc=self.desc, leave=False, disable=None,
+                                    **self.options)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class _Lines:
     """A stream for tqdm that turns its carriage-return redraws into whole lines."""
 

@@ -337,9 +337,9 @@ def axis_weights(spans: list[tuple[int, int]], overlap: int) -> list[torch.Tenso
 
 
 def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: int,
-          threshold: torch.Tensor | None = None) -> torch.Tensor:
-    """Run `forward` tile by tile (with the matching tile of `threshold`) and blend. The result (float32)
-    stays on `img`'s device."""
+          threshold: torch.Tensor | None = None, after_tile: Callable[[], None] | None = None) -> torch.Tensor:
+    """Run `forward` tile by tile (with the matching tile of `threshold`) and blend, calling `after_tile`
+    after each. The result (float32) stays on `img`'s device."""
     H, W = img.shape[-2:]
     rows, cols = tile_spans(H, tile, overlap, step), tile_spans(W, tile, overlap, step)
     row_weights, col_weights = axis_weights(rows, overlap), axis_weights(cols, overlap)
@@ -349,6 +349,8 @@ def tiled(forward: Forward, img: torch.Tensor, tile: int, overlap: int, step: in
             weight = (wy[:, None] * wx[None, :]).to(img.device)
             part = None if threshold is None else threshold[..., y0:y1, x0:x1]
             out[..., y0:y1, x0:x1] += forward(img[..., y0:y1, x0:x1], part) * weight
+            if after_tile:
+                after_tile()
     return out
 
 
@@ -436,16 +438,20 @@ def apply_change(img: torch.Tensor, change: torch.Tensor, cfg: ModelConfig) -> t
 
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
-                  dtype_bytes: int = 4, rain_angle: float | None = None, scale: float = 1.0) -> torch.Tensor:
+                  dtype_bytes: int = 4, rain_angle: float | None = None, scale: float = 1.0,
+                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
     With `scale` > 1 the model works on the photo shrunk by that factor (antialiased), so rain that many
     times wider than it learnt reaches it at its own width, and only its change is enlarged (bicubic) and
     applied: the photo keeps its full-resolution detail. With `rain_angle` (degrees from vertical, positive
     like /), the photo is turned so its rain runs vertically, as the model knows it, and only the change it
-    makes there is turned back and applied. Returns float32 on `img`'s device, not clipped."""
+    makes there is turned back and applied. `progress(done, total)` is called after each network pass over a
+    tile (the whole image is one tile; `tta` makes four passes of each). Returns float32 on `img`'s device,
+    not clipped."""
     size = img.shape[-2:]
-    options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes)
+    options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes,
+                   progress=progress)
     work = working_size(size, scale) if scale > 1 else tuple(size)
     if work != tuple(size):
         small = torch.nn.functional.interpolate(img, size=work, mode="bicubic",
@@ -460,10 +466,23 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     tile, overlap = align_tiling(cfg, tile, overlap)
     tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes, on_cpu=img.device.type == "cpu")
 
+    whole = tile is None or max(img.shape[-2:]) <= tile
+    total = (len(RAIN_KEEPING) if tta else 1) * (1 if whole else len(tile_spans(img.shape[-2], tile, overlap, alignment(cfg)))
+                                                 * len(tile_spans(img.shape[-1], tile, overlap, alignment(cfg))))
+    done = 0
+
+    def count_tile() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
     def one_pass(x: torch.Tensor, threshold: torch.Tensor | None) -> torch.Tensor:
-        if tile is None or max(x.shape[-2:]) <= tile:
-            return forward(x, threshold)
-        return tiled(forward, x, tile, overlap, alignment(cfg), threshold)
+        if whole:
+            out = forward(x, threshold)
+            count_tile()
+            return out
+        return tiled(forward, x, tile, overlap, alignment(cfg), threshold, count_tile)
 
     threshold = streak_threshold(cfg, img)
     return self_ensemble(one_pass, img, threshold) if tta else one_pass(img, threshold)

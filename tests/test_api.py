@@ -67,6 +67,20 @@ def test_any_size_works_tiled_or_not(tiny_model_dir, shape):
         assert out.shape == shape and 0 <= out.min() and out.max() <= 1
 
 
+@pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.parametrize("tile", [0, 32])
+def test_progress_counts_each_pass_of_the_network(tiny_model_dir, tta, tile):
+    """progress(done, total) after each tile: done climbs by one to total, and total is the number of
+    times the network ran (counted on the network itself): the tiles, four times over with tta."""
+    d = derain.load(tiny_model_dir, device="cpu", tile=tile, overlap=0, tta=tta)
+    runs, calls = [], []
+    d.net.register_forward_hook(lambda *_: runs.append(1))
+    d.progress = lambda done, total: calls.append((done, total))
+    d(np.random.default_rng(3).random((70, 100, 3)).astype(np.float32))
+    assert len(runs) == (4 if tta else 1) * (1 if tile == 0 else 6)  # 32-px tiles on a 16-px grid, the last longer: 2 × 3
+    assert calls == [(k, len(runs)) for k in range(1, len(runs) + 1)]
+
+
 def test_batches_are_derained_image_by_image(m, rgb):
     batch = np.stack([rgb, rgb[::-1]])
     out = m(batch)

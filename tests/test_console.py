@@ -42,6 +42,17 @@ def test_disabled_stays_disabled():
     assert log.getvalue() == ""
 
 
+def test_inner_bar_shows_the_steps_of_an_item_of_many_and_closes():
+    screen = Terminal()
+    steps = console.InnerBar("tile", file=screen, mininterval=0)
+    steps.desc = "a.png"
+    steps(1, 1)  # one step: no bar
+    assert screen.getvalue() == "" and steps.bar is None
+    for done in (1, 2, 3):
+        steps(done, 3)
+    assert "a.png" in screen.getvalue() and "3/3" in screen.getvalue() and steps.bar is None
+
+
 @pytest.mark.parametrize("names, text", [([], ""), (["a"], "a"), (["a", "b", "c"], "a, b, c"),
                                          (["a", "b", "c", "d", "e"], "a, b, c and 2 more")])
 def test_some_names(names, text):

@@ -52,6 +52,19 @@ def test_a_folder_of_good_and_bad_files(tmp_path, tiny_model_dir, capsys):
     assert out.startswith("done 6, skipped 0, failed 4 in ")
 
 
+def test_a_photo_of_many_tiles_shows_its_tiles_go_by(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """In a log (stderr not a terminal) with progress lines due at once, the photo's own tile bar reports
+    under its name; the Derainer is left without the callback afterwards."""
+    from derain import console
+
+    monkeypatch.setattr(console, "LOG_INTERVAL", 0.0)
+    Image.fromarray(np.tile(PIXELS, (3, 3, 1))).save(tmp_path / "big.png")  # 120 × 168 px
+    assert run(tiny_model_dir, tmp_path / "big.png", "--tile", 64, "--overlap", 16, "-o", tmp_path / "out") == 0
+    lines = capsys.readouterr().err.splitlines()
+    tile_lines = [line for line in lines if line.startswith("big.png:") and "tile" in line]
+    assert tile_lines and any("/6 " in line for line in tile_lines), lines  # 2 × 3 tiles of 64 px, the last longer
+
+
 def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, tiny_model_dir, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     target = tmp_path / "out" / "a.png"

@@ -280,17 +280,19 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
     import torch
     from tqdm import tqdm
 
-    from derain.console import progress_bar, some_names
+    from derain.console import InnerBar, progress_bar, some_names
     from derain.inference import SCALE_SIDE
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
     skipped, shrunk = [], []
     start = time.perf_counter()
+    derainer.progress = tiles = InnerBar("tile")  # a photo of many tiles shows them go by
     try:
         for job in progress_bar(jobs, unit="img", desc="derain", disable=None):
             if job.error is None and job.target.exists() and not overwrite:
                 skipped.append(job.target)
                 continue
+            tiles.desc = job.source.name
             try:
                 if job.error:
                     raise DerainError(job.error)
@@ -304,7 +306,10 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
                            else f"{job.source}: out of memory; try a smaller --tile")
                 tqdm.write(f"derain: error: {message}", file=sys.stderr)
                 counts["failed"] += 1
+            finally:
+                tiles.close()
     finally:
+        derainer.progress = None
         if settings:
             settings.save()
     counts["skipped"] = len(skipped)
