@@ -147,7 +147,7 @@ def save_pil(path: str | Path, img: Image.Image, quality: int = 95, **options) -
     if fmt is None:
         raise DerainError(f"{path}: unsupported output extension; use one of {', '.join(IMAGE_EXTENSIONS)}")
     ensure_codec(path)
-    if fmt in LOSSY_FORMATS:
+    if fmt in LOSSY_FORMATS and "qtables" not in options:  # JPEG tables are a quality of their own
         options["quality"] = int(quality)
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **options)

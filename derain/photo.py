@@ -28,7 +28,7 @@ TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
 RGB16 = "RGB;16"  # our mode name for 16-bit colour, which Pillow cannot hold
 
 _SAVE_OPTIONS = {  # which metadata each writer takes
-    "JPEG": ("exif", "icc_profile", "dpi"),
+    "JPEG": ("exif", "icc_profile", "dpi", "qtables", "subsampling"),
     "PNG": ("exif", "icc_profile", "dpi"),
     "WEBP": ("exif", "icc_profile"),
     "AVIF": ("exif", "icc_profile"),
@@ -114,6 +114,12 @@ def _check_readable(path: Path) -> None:
 def _metadata(img: Image.Image, raw: Image.Image) -> dict:
     """Save options from the upright image's info (EXIF without orientation) and the raw file."""
     meta = {key: img.info[key] for key in ("exif", "icc_profile", "dpi") if img.info.get(key)}
+    if raw.format == "JPEG" and raw.quantization:  # written back with its own tables unless a quality is given
+        from PIL import JpegImagePlugin
+
+        meta["qtables"] = raw.quantization
+        if (sampling := JpegImagePlugin.get_sampling(raw)) >= 0:
+            meta["subsampling"] = sampling
     if raw.format == "TIFF":
         tags = raw.getexif()
         meta["tiffinfo"] = {tag: tags[tag] for tag in TIFF_TEXT_TAGS if isinstance(tags.get(tag), str)}
@@ -175,20 +181,27 @@ def output_format(path: str | Path) -> str:
     return Image.registered_extensions()[Path(path).suffix.lower()]
 
 
-def write_photo(path: str | Path, photo: Photo, quality: int = 95) -> Path:
+def write_photo(path: str | Path, photo: Photo, quality: int | None = None) -> Path:
     """Write atomically in the format of `path`'s extension, converting only what it cannot hold
-    (alpha for JPEG, 16 bits outside PNG/TIFF, CMYK outside JPEG/TIFF)."""
+    (alpha for JPEG, 16 bits outside PNG/TIFF, CMYK outside JPEG/TIFF). Without a `quality`, a JPEG read
+    from a JPEG gets that file's quantization tables and chroma subsampling (so pixels the model leaves
+    alone come back as they were, in a file of the same size), and other lossy files quality 95."""
     path = Path(path)
     fmt = output_format(path)
     pixels, mode = fit_to_format(photo.pixels, photo.mode, fmt)
     options = {k: photo.metadata[k] for k in _SAVE_OPTIONS[fmt] if k in photo.metadata}
+    if quality is not None or mode != photo.mode:  # a quality asked for, or other pixels than the tables were for
+        options.pop("qtables", None)
+        options.pop("subsampling", None)
+    if quality is not None:
+        options["quality"] = quality
     if _colour_space(mode) != _colour_space(photo.mode):
         options.pop("icc_profile", None)  # the profile describes the old colour space
     try:
         if mode == RGB16:
             atomic_write(path, lambda tmp: _write_tiff16(tmp, pixels, options))
         else:
-            save_pil(path, array_to_pil(pixels, mode), quality=quality, **options)
+            save_pil(path, array_to_pil(pixels, mode), **options)
     except OSError as exc:
         raise DerainError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path

@@ -8,6 +8,7 @@ import pytest
 import tifffile
 import torch
 from PIL import Image, ImageCms, ImageOps
+from skimage import data as skdata
 
 import derain
 from derain.cli import main
@@ -182,6 +183,33 @@ def test_format_option_and_jpeg_quality(tmp_path, tiny_model_dir):
     with Image.open(tmp_path / "q90" / "a.jpg") as img:
         assert (img.format, img.mode) == ("JPEG", "RGB")  # JPEG has no alpha
     assert (tmp_path / "q20" / "a.jpg").stat().st_size < (tmp_path / "q90" / "a.jpg").stat().st_size
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_a_jpeg_keeps_its_own_tables_and_subsampling_unless_a_quality_is_given(tmp_path, tiny_model_dir, subsampling):
+    """Read back by Pillow: without --quality the output has the input's quantization tables and chroma
+    subsampling, so an identity model returns its pixels within a level or two; --quality 95 re-encodes."""
+    from PIL import JpegImagePlugin
+
+    from derain.api import load_network
+    from derain.hub import save_pretrained
+
+    net = load_network(tiny_model_dir)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()  # the identity
+    save_pretrained(net, tmp_path / "identity")
+    Image.fromarray(skdata.coffee()[100:260, 150:374]).save(tmp_path / "a.jpg", quality=80, subsampling=subsampling)
+    assert run(str(tmp_path / "identity"), tmp_path / "a.jpg", "-o", tmp_path / "kept") == 0
+    assert run(str(tmp_path / "identity"), tmp_path / "a.jpg", "-o", tmp_path / "q95", "--quality", "95") == 0
+    with Image.open(tmp_path / "a.jpg") as src, Image.open(tmp_path / "kept" / "a.jpg") as kept, \
+            Image.open(tmp_path / "q95" / "a.jpg") as q95:
+        assert kept.quantization == src.quantization and q95.quantization != src.quantization
+        assert JpegImagePlugin.get_sampling(kept) == JpegImagePlugin.get_sampling(src) == subsampling
+        decoded, again, q95_again = (np.asarray(img, dtype=float) for img in (src, kept, q95))
+    kept_error, q95_error = np.abs(again - decoded).mean(), np.abs(q95_again - decoded).mean()
+    assert kept_error < 0.25 and kept_error < q95_error / 2  # 0.03 / 0.20 levels against 1.32 / 0.60 at quality 95
+    assert (tmp_path / "kept" / "a.jpg").stat().st_size < 1.02 * (tmp_path / "a.jpg").stat().st_size
 
 
 @pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"), ("AVIF", ".avif"),
@@ -377,6 +405,8 @@ def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny
     (["--overlap", "-1"], "overlap must be >= 0, got -1"),
     (["--max-memory", "lots"], "cannot read memory size 'lots'"),
     (["--threads", "0"], "--threads 0: give 1 or more"),
+    (["--quality", "0"], "--quality 0: give 1 to 100"),
+    (["--quality", "101"], "--quality 101: give 1 to 100"),
     (["--rain-angle", "120"], "rain angle 120: give degrees from vertical, -90 to 90"),
     (["--scale", "0.5"], "scale 0.5: give 'auto' or a factor of 1 or more"),
     (["--scale", "half"], "scale half: give 'auto' or a factor of 1 or more"),

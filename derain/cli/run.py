@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders of folder inputs")
     p.add_argument("--model", metavar="MODEL", help=f"{MODEL_HELP} [default: bundled]")
     p.add_argument("--format", choices=sorted(FORMAT_SUFFIXES), help="write this format instead of the input's")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/AVIF/HEIC quality [default: 95]")
+    p.add_argument("--quality", type=int, help="JPEG/WebP/AVIF/HEIC quality [default: a JPEG from a JPEG keeps that "
+                        "file's own quantization tables and chroma subsampling; otherwise 95]")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_inference_options(p)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -228,7 +229,7 @@ def check_output_folder(outdir: Path) -> None:
         raise DerainError(f"-o {outdir}: permission denied (cannot write in {existing})")
 
 
-def derain_file(derainer, job: Job, quality: int) -> float:
+def derain_file(derainer, job: Job, quality: int | None) -> float:
     """Derain one photo into its target; returns the working scale it was derained at."""
     from derain.api import FloatRangeError
     from derain.photo import Photo, read_photo, write_photo
@@ -248,6 +249,8 @@ def run(args) -> int:
 
     from derain.console import some_names
 
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise DerainError(f"--quality {args.quality}: give 1 to 100")
     outdir = Path(args.output)
     check_output_folder(outdir)
     suffix = FORMAT_SUFFIXES[args.format] if args.format else None
@@ -273,7 +276,7 @@ def run(args) -> int:
     return 1 if counts["failed"] else 0
 
 
-def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int,
+def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int | None,
              settings: OutputSettings | None = None, outdir: Path | None = None) -> dict:
     """Derain each job with a progress bar; one line per failure; skipped outputs named; the summary
     at the end."""
