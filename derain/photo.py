@@ -28,7 +28,7 @@ TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
 RGB16 = "RGB;16"  # our mode name for 16-bit colour, which Pillow cannot hold
 
 _SAVE_OPTIONS = {  # which metadata each writer takes
-    "JPEG": ("exif", "icc_profile", "dpi", "qtables", "subsampling"),
+    "JPEG": ("exif", "icc_profile", "dpi", "qtables", "subsampling", "progressive"),
     "PNG": ("exif", "icc_profile", "dpi"),
     "WEBP": ("exif", "icc_profile"),
     "AVIF": ("exif", "icc_profile"),
@@ -120,6 +120,8 @@ def _metadata(img: Image.Image, raw: Image.Image) -> dict:
         meta["qtables"] = raw.quantization
         if (sampling := JpegImagePlugin.get_sampling(raw)) >= 0:
             meta["subsampling"] = sampling
+        if raw.info.get("progressive"):
+            meta["progressive"] = True
     if raw.format == "TIFF":
         tags = raw.getexif()
         meta["tiffinfo"] = {tag: tags[tag] for tag in TIFF_TEXT_TAGS if isinstance(tags.get(tag), str)}

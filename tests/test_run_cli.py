@@ -199,13 +199,15 @@ def test_a_jpeg_keeps_its_own_tables_and_subsampling_unless_a_quality_is_given(t
         for p in net.parameters():
             p.zero_()  # the identity
     save_pretrained(net, tmp_path / "identity")
-    Image.fromarray(skdata.coffee()[100:260, 150:374]).save(tmp_path / "a.jpg", quality=80, subsampling=subsampling)
+    Image.fromarray(skdata.coffee()[100:260, 150:374]).save(tmp_path / "a.jpg", quality=80, subsampling=subsampling,
+                                                             progressive=subsampling == 2)
     assert run(str(tmp_path / "identity"), tmp_path / "a.jpg", "-o", tmp_path / "kept") == 0
     assert run(str(tmp_path / "identity"), tmp_path / "a.jpg", "-o", tmp_path / "q95", "--quality", "95") == 0
     with Image.open(tmp_path / "a.jpg") as src, Image.open(tmp_path / "kept" / "a.jpg") as kept, \
             Image.open(tmp_path / "q95" / "a.jpg") as q95:
         assert kept.quantization == src.quantization and q95.quantization != src.quantization
         assert JpegImagePlugin.get_sampling(kept) == JpegImagePlugin.get_sampling(src) == subsampling
+        assert bool(kept.info.get("progressive")) == (subsampling == 2)  # progressive stays progressive
         decoded, again, q95_again = (np.asarray(img, dtype=float) for img in (src, kept, q95))
     kept_error, q95_error = np.abs(again - decoded).mean(), np.abs(q95_again - decoded).mean()
     assert kept_error < 0.25 and kept_error < q95_error / 2  # 0.03 / 0.20 levels against 1.32 / 0.60 at quality 95
