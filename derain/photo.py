@@ -30,7 +30,7 @@ RGB16 = "RGB;16"  # our mode name for 16-bit colour, which Pillow cannot hold
 _SAVE_OPTIONS = {  # which metadata each writer takes
     "JPEG": ("exif", "icc_profile", "dpi", "qtables", "subsampling", "progressive"),
     "PNG": ("exif", "icc_profile", "dpi"),
-    "WEBP": ("exif", "icc_profile"),
+    "WEBP": ("exif", "icc_profile", "lossless"),
     "AVIF": ("exif", "icc_profile"),
     "HEIF": ("exif", "icc_profile"),
     "TIFF": ("icc_profile", "dpi", "tiffinfo", "compression"),
@@ -122,12 +122,26 @@ def _metadata(img: Image.Image, raw: Image.Image) -> dict:
             meta["subsampling"] = sampling
         if raw.info.get("progressive"):
             meta["progressive"] = True
+    if raw.format == "WEBP" and raw.filename and webp_is_lossless(raw.filename):
+        meta["lossless"] = True  # written back lossless unless a quality is given
     if raw.format == "TIFF":
         tags = raw.getexif()
         meta["tiffinfo"] = {tag: tags[tag] for tag in TIFF_TEXT_TAGS if isinstance(tags.get(tag), str)}
         if raw.info.get("compression") in _TIFF_COMPRESSIONS:
             meta["compression"] = raw.info["compression"]
     return meta
+
+
+def webp_is_lossless(path: str | Path) -> bool:
+    """Whether a WebP file's image is VP8L (lossless), from its RIFF chunks; Pillow does not say."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        while head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(chunk := f.read(8)) == 8:
+            fourcc, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if fourcc in (b"VP8 ", b"VP8L"):
+                return fourcc == b"VP8L"
+            f.seek(size + size % 2, 1)  # chunks are padded to an even size
+    return False
 
 
 def _is_16bit_colour(raw: Image.Image) -> bool:
@@ -187,7 +201,8 @@ def write_photo(path: str | Path, photo: Photo, quality: int | None = None) -> P
     """Write atomically in the format of `path`'s extension, converting only what it cannot hold
     (alpha for JPEG, 16 bits outside PNG/TIFF, CMYK outside JPEG/TIFF). Without a `quality`, a JPEG read
     from a JPEG gets that file's quantization tables and chroma subsampling (so pixels the model leaves
-    alone come back as they were, in a file of the same size), and other lossy files quality 95."""
+    alone come back as they were, in a file of the same size), a WebP from a lossless WebP stays lossless,
+    and other lossy files get quality 95."""
     path = Path(path)
     fmt = output_format(path)
     pixels, mode = fit_to_format(photo.pixels, photo.mode, fmt)
@@ -195,6 +210,8 @@ def write_photo(path: str | Path, photo: Photo, quality: int | None = None) -> P
     if quality is not None or mode != photo.mode:  # a quality asked for, or other pixels than the tables were for
         options.pop("qtables", None)
         options.pop("subsampling", None)
+    if quality is not None:
+        options.pop("lossless", None)
     if quality is not None:
         options["quality"] = quality
     if _colour_space(mode) != _colour_space(photo.mode):

@@ -214,6 +214,29 @@ def test_a_jpeg_keeps_its_own_tables_and_subsampling_unless_a_quality_is_given(t
     assert (tmp_path / "kept" / "a.jpg").stat().st_size < 1.02 * (tmp_path / "a.jpg").stat().st_size
 
 
+@pytest.mark.parametrize("lossless", [True, False])
+def test_a_lossless_webp_stays_lossless_unless_a_quality_is_given(tmp_path, tiny_model_dir, lossless):
+    """With an identity model a lossless WebP comes back pixel for pixel; a lossy one stays lossy, and
+    --quality makes any WebP lossy (the RIFF chunk names the codec: VP8L lossless, VP8 lossy)."""
+    from derain.api import load_network
+    from derain.hub import save_pretrained
+    from derain.photo import webp_is_lossless
+
+    net = load_network(tiny_model_dir)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()  # the identity
+    save_pretrained(net, tmp_path / "identity")
+    photo = skdata.coffee()[100:260, 150:374]
+    Image.fromarray(photo).save(tmp_path / "a.webp", lossless=lossless, exif=exif(make="TestCam").tobytes())
+    assert webp_is_lossless(tmp_path / "a.webp") == lossless
+    assert run(str(tmp_path / "identity"), tmp_path / "a.webp", "-o", tmp_path / "kept") == 0
+    assert run(str(tmp_path / "identity"), tmp_path / "a.webp", "-o", tmp_path / "q90", "--quality", "90") == 0
+    assert webp_is_lossless(tmp_path / "kept" / "a.webp") == lossless and not webp_is_lossless(tmp_path / "q90" / "a.webp")
+    if lossless:
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "kept" / "a.webp")), photo)
+
+
 @pytest.mark.parametrize("fmt, suffix", [("JPEG", ".jpg"), ("PNG", ".png"), ("WEBP", ".webp"), ("AVIF", ".avif"),
                                          ("HEIF", ".heic")])
 def test_exif_orientation_is_applied_and_exif_and_icc_are_kept(tmp_path, tiny_model_dir, fmt, suffix):

@@ -46,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("--model", metavar="MODEL", help=f"{MODEL_HELP} [default: bundled]")
     p.add_argument("--format", choices=sorted(FORMAT_SUFFIXES), help="write this format instead of the input's")
     p.add_argument("--quality", type=int, help="JPEG/WebP/AVIF/HEIC quality [default: a JPEG from a JPEG keeps that "
-                        "file's own quantization tables and chroma subsampling; otherwise 95]")
+                        "file's own quantization tables and chroma subsampling, a lossless WebP stays lossless; "
+                        "otherwise 95]")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_inference_options(p)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
