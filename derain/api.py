@@ -46,7 +46,7 @@ def load_network(path: str | Path | None = None, device: str | torch.device = "c
 def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
          overlap: int = 32, tta: bool = False, precision: str | None = None,
          max_memory: int | str | None = None, rain_angle: float | None = None,
-         scale: float | str = "auto") -> "Derainer":
+         scale: float | str = "auto", strength: float = 1.0) -> "Derainer":
     """Load a model (None or "bundled": the shipped model; a model directory; a training run
     directory) as a `Derainer`.
 
@@ -59,12 +59,16 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     scale: the model works on the photo shrunk by this factor (1 or more) and only its change is enlarged
     back, for rain wider than it learnt (photos from a phone or camera at full size); "auto" (default): 1
     up to 1600 px on the long side, above it the factor that brings the long side to 1600 px.
+    strength: D_dr's thresholds divided by it (default 1: the model's own); above 1 fainter changes pass,
+    taking more rain and more of the scene (docs/inference.md, "Strength").
     Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
     give a warning.
     """
     if rain_angle is not None and not -90 <= rain_angle <= 90:
         raise DerainError(f"rain angle {rain_angle:g}: give degrees from vertical, -90 to 90 (positive leans like /)")
     scale = check_scale(scale)
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength > 0):
+        raise DerainError(f"strength {strength}: give a number above 0 (1: the model's own thresholds)")
     torch_device = select_device(device)
     amp = autocast_dtype(precision, torch_device)
     net = load_network(path, torch_device)
@@ -73,7 +77,7 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
         warnings.warn(slow, stacklevel=2)
     return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
                     max_memory=None if max_memory is None else parse_bytes(max_memory), rain_angle=rain_angle,
-                    scale=scale)
+                    scale=scale, strength=strength)
 
 
 def check_scale(scale: float | str) -> float | str:
@@ -112,8 +116,9 @@ class Derainer:
 
     def __init__(self, net: torch.nn.Module, device: torch.device, *, tile: int | None = None,
                  overlap: int = 32, tta: bool = False, autocast: torch.dtype | None = None,
-                 max_memory: int | None = None, rain_angle: float | None = None, scale: float | str = "auto"):
-        self.net, self.device, self.rain_angle, self.scale = net, device, rain_angle, scale
+                 max_memory: int | None = None, rain_angle: float | None = None, scale: float | str = "auto",
+                 strength: float = 1.0):
+        self.net, self.device, self.rain_angle, self.scale, self.strength = net, device, rain_angle, scale, strength
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory
         self.autocast = autocast
         self.progress: Callable[[int, int], None] | None = None  # called as (tiles done, tiles) within an image
@@ -143,7 +148,7 @@ class Derainer:
         out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
                             tta=self.tta, max_memory=self.max_memory,
                             dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle,
-                            scale=self.scale_for(*rgb.shape[-2:]), progress=self.progress)
+                            scale=self.scale_for(*rgb.shape[-2:]), progress=self.progress, strength=self.strength)
         return out.clamp_(0.0, 1.0)
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:

@@ -439,19 +439,20 @@ def apply_change(img: torch.Tensor, change: torch.Tensor, cfg: ModelConfig) -> t
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
                   dtype_bytes: int = 4, rain_angle: float | None = None, scale: float = 1.0,
-                  progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                  progress: Callable[[int, int], None] | None = None, strength: float = 1.0) -> torch.Tensor:
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
     With `scale` > 1 the model works on the photo shrunk by that factor (antialiased), so rain that many
     times wider than it learnt reaches it at its own width, and only its change is enlarged (bicubic) and
     applied: the photo keeps its full-resolution detail. With `rain_angle` (degrees from vertical, positive
     like /), the photo is turned so its rain runs vertically, as the model knows it, and only the change it
-    makes there is turned back and applied. `progress(done, total)` is called after each network pass over a
+    makes there is turned back and applied. `strength` divides D_dr's thresholds (2: half the threshold, so
+    fainter changes pass). `progress(done, total)` is called after each network pass over a
     tile (the whole image is one tile; `tta` makes four passes of each). Returns float32 on `img`'s device,
     not clipped."""
     size = img.shape[-2:]
     options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes,
-                   progress=progress)
+                   progress=progress, strength=strength)
     work = working_size(size, scale) if scale > 1 else tuple(size)
     if work != tuple(size):
         small = torch.nn.functional.interpolate(img, size=work, mode="bicubic",
@@ -485,4 +486,7 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
         return tiled(forward, x, tile, overlap, alignment(cfg), threshold, count_tile)
 
     threshold = streak_threshold(cfg, img)
+    if strength != 1 and cfg.shrink:
+        threshold = (img.new_full((img.shape[0], 1, *img.shape[-2:]), cfg.shrink) if threshold is None else threshold)
+        threshold = threshold / strength
     return self_ensemble(one_pass, img, threshold) if tta else one_pass(img, threshold)

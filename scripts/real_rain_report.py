@@ -8,6 +8,7 @@ pixels that no thin bright detail of the input covers (a white top-hat of 7 px o
     python scripts/real_rain_report.py --model bundled [--rainy ../shared/data/real_rain/sirr100] [--n 30]
     python scripts/real_rain_report.py --model bundled --split report   # sirr100's photos never used to choose
     python scripts/real_rain_report.py --model bundled --tta             # with the self-ensemble (4 flips)
+    python scripts/real_rain_report.py --model bundled --strength 0.75   # as derain run --strength 0.75
     python scripts/real_rain_report.py --validate [--suite results/suite-data]
     python scripts/real_rain_report.py --layer 1.5 --split choice        # a morphological baseline, no network
 
@@ -182,10 +183,11 @@ def summary(name: str, a: np.ndarray) -> str:
 
 
 def report(model_name: str, photos: dict[Path, str], tta: bool = False, layer: float | None = None,
-           scale: str = "auto") -> None:
+           scale: str = "auto", strength: float = 1.0) -> None:
     import derain
 
-    model = layer_reference(layer) if layer is not None else derain.load(model_name, tta=tta, scale=scale)
+    model = (layer_reference(layer) if layer is not None
+             else derain.load(model_name, tta=tta, scale=scale, strength=strength))
     rows = []
     for path in photos:
         rainy = read_image_uint8(path)
@@ -212,6 +214,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["choice", "report"],
                         help="the photos of this split of scripts/sirr100_split.csv instead of the first N")
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    parser.add_argument("--strength", type=float, default=1.0, help="derain run --strength [default: 1]")
     parser.add_argument("--scale", default="auto", help="derain at 1/K of each photo's size (derain run --scale) [default: auto]")
     parser.add_argument("--layer", type=float, metavar="G",
                         help="score no model: take G × each photo's own rain layer away (a morphological baseline)")
@@ -225,7 +228,7 @@ def main() -> None:
     if args.regions:
         return regions(args.suite, args.model, args.layer)
     photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
-    report(args.model, photos, args.tta, args.layer, args.scale)
+    report(args.model, photos, args.tta, args.layer, args.scale, args.strength)
 
 
 if __name__ == "__main__":

@@ -62,8 +62,9 @@ def fake_model(monkeypatch):
     """Stand in for `derain.load`: a 'model' that brightens by one level, recording what it loaded."""
     loaded = []
 
-    def load(spec=None, tta=False, scale="auto"):
-        loaded.append((spec + " with tta" if tta else spec) + ("" if scale == "auto" else f" at scale {scale}"))
+    def load(spec=None, tta=False, scale="auto", strength=1.0):
+        loaded.append((spec + " with tta" if tta else spec) + ("" if scale == "auto" else f" at scale {scale}")
+                      + ("" if strength == 1 else f" at strength {strength:g}"))
         return lambda image: np.clip(image.astype(np.int16) + 1, 0, 255).astype(np.uint8)
 
     monkeypatch.setattr(derain, "load", load, raising=False)
@@ -173,6 +174,10 @@ class TestEval:
     def test_scale_reaches_the_model_and_the_summary(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--model", "m", "--scale", "2", "--data", str(dataset), "--out", str(tmp_path)]) == 0
         assert fake_model == ["m at scale 2"] and _read_json(tmp_path / "summary.json")["scale"] == "2"
+
+    def test_strength_reaches_the_model_and_the_summary(self, dataset, tmp_path, fake_model):
+        assert main(["eval", "--model", "m", "--strength", "1.5", "--data", str(dataset), "--out", str(tmp_path)]) == 0
+        assert fake_model == ["m at strength 1.5"] and _read_json(tmp_path / "summary.json")["strength"] == 1.5
 
     def test_unpaired_rain_gets_niqe_of_input_and_output(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--rainy", str(dataset / "input"), "--model", "m", "--out", str(tmp_path)]) == 0

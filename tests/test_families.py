@@ -297,8 +297,11 @@ def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir,
                  str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "turned")]) == 0
     turned = json.loads((tmp_path / "turned" / "summary.json").read_text())
     assert turned["rain_angle"] == 45 and turned["families"] != summary["families"]
+    assert main(["suite", "--model", tiny_model_dir, "--strength", "2", "--clean", str(clean_photos), "--dir",
+                 str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "strong")]) == 0
+    assert json.loads((tmp_path / "strong" / "summary.json").read_text())["strength"] == 2
     assert main(["suite", "--model", "none", "--tta"]) == 2
-    assert "--tta and --rain-angle run a model" in capsys.readouterr().err
+    assert "--tta, --rain-angle and --strength run a model" in capsys.readouterr().err
 
 
 # ---- the full-resolution detail path ----

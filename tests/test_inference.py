@@ -396,6 +396,30 @@ def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
     assert np.abs(out - uniform)[:, mask].max() > 1e-3  # the streaks do see the lower threshold
 
 
+@pytest.mark.parametrize("streaks", [0.01, 0.0])
+@pytest.mark.parametrize("strength", [2.0, 0.5])
+def test_strength_divides_the_thresholds(streaks, strength):
+    """The same hand oracle as above, at shrink / strength and shrink_streaks / strength; a model with
+    one threshold (no streak map) gets shrink / strength everywhere."""
+    torch.manual_seed(0)
+    net = create_model({**create_model("tiny").config.to_dict(), "detail_dim": 4,
+                        "shrink": 0.05, "shrink_streaks": streaks}).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    img, _ = rainy_grey()
+    raw_net = create_model({**net.config.to_dict(), "darken_only": False, "shrink": 0.0, "shrink_streaks": 0.0})
+    raw_net.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        raw = (raw_net.eval()(img) - img)[0].numpy()
+    on_streaks = streaks and streak_threshold(net.config, img)[0].numpy() == np.float32(streaks)
+    t = np.where(on_streaks, streaks, 0.05) / strength
+    expected = img[0].numpy() + np.sign(raw) * np.maximum(np.abs(raw) - t, 0)
+    out = derain_tensor(model_forward(net, CPU), net.config, img, strength=strength)[0].numpy()
+    assert np.abs(out - expected).max() < 1e-5
+    assert np.abs(out - derain_tensor(model_forward(net, CPU), net.config, img)[0].numpy()).max() > 1e-3
+
+
 def test_tiles_and_flips_carry_the_threshold_map(strong_tiny):
     """Tiled with an overlap that covers the receptive field, a per-pixel threshold gives the whole-image
     output; under --tta each flip gets the flipped map (a map left unflipped changes the result)."""

@@ -383,6 +383,22 @@ def test_an_empty_folder_beside_good_inputs_is_reported(tmp_path, tiny_model_dir
     assert f"{tmp_path / 'empty'}: no image files" in err and out.startswith("done 1, skipped 0, failed 1")
 
 
+def test_strength_is_recorded_and_a_record_from_before_it_counts_as_strength_1(tmp_path, tiny_model_dir, capsys):
+    Image.fromarray(PIXELS).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", out) == 0
+    record_file = out / ".derain-run.json"
+    record = json.loads(record_file.read_text())
+    assert record["options"][0]["strength"] == 1.0
+    del record["options"][0]["strength"]  # as derain run wrote it before the option existed
+    record_file.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", out) == 0
+    assert "different options" not in capsys.readouterr().err
+    assert run(tiny_model_dir, tmp_path / "a.png", "-o", out, "--strength", "2") == 0
+    assert "made with different options (strength)" in capsys.readouterr().err
+
+
 def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny_model_dir, capsys):
     from derain.archs import create_model
     from derain.hub import save_pretrained
@@ -431,6 +447,7 @@ def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny
     (["--max-memory", "lots"], "cannot read memory size 'lots'"),
     (["--threads", "0"], "--threads 0: give 1 or more"),
     (["--quality", "0"], "--quality 0: give 1 to 100"),
+    (["--strength", "0"], "strength 0.0: give a number above 0"),
     (["--quality", "101"], "--quality 101: give 1 to 100"),
     (["--rain-angle", "120"], "rain angle 120: give degrees from vertical, -90 to 90"),
     (["--scale", "0.5"], "scale 0.5: give 'auto' or a factor of 1 or more"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from derain.cli.run import MODEL_HELP, TTA_HELP
+from derain.cli.run import MODEL_HELP, STRENGTH_HELP, TTA_HELP
 from derain.errors import DerainError
 
 EXAMPLES = """examples:
@@ -37,6 +37,7 @@ def register(sub) -> None:
                    help="NIQE pristine model: modelparameters.mat or an npz [default: bundled]")
     p.add_argument("--save", metavar="DIR", type=Path, help="also write the model's outputs here as PNG")
     p.add_argument("--tta", action="store_true", help=f"with --model: {TTA_HELP}")
+    p.add_argument("--strength", type=float, metavar="S", help=f"with --model: {STRENGTH_HELP}")
     p.add_argument("--scale", metavar="K", help="with --model: derain at 1/K of each image's size, as derain run "
                                                 "--scale does [default: auto, 1 up to 1600 px on the long side]")
     p.add_argument("--out", metavar="DIR", type=Path,
@@ -53,7 +54,7 @@ def run(args) -> int:
         raise DerainError(f"{args.rainy}: unpaired images have no ground truth; use --metrics niqe")
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
     scale = args.scale or "auto"
-    model = _load_model(args.model, args.tta, scale) if args.model else None
+    model = _load_model(args.model, args.tta, scale, args.strength or 1.0) if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -73,6 +74,7 @@ def run(args) -> int:
         "mode": "paired" if args.data else "predictions" if args.pred else "unpaired",
         "model": args.model or ("none (rainy inputs scored)" if args.data else None),
         "scale": scale if args.model else None,
+        "strength": (args.strength or 1.0) if args.model else None,
         "clean": args.clean,
         "images": len(rows),
         "protocol": protocol,
@@ -103,12 +105,14 @@ def _check_combination(args) -> None:
         raise DerainError("--tta runs a model; it needs --model")
     if args.scale and not args.model:
         raise DerainError("--scale runs a model; it needs --model")
+    if args.strength is not None and not args.model:
+        raise DerainError("--strength runs a model; it needs --model")
 
 
-def _load_model(spec: str, tta: bool = False, scale: str = "auto"):
+def _load_model(spec: str, tta: bool = False, scale: str = "auto", strength: float = 1.0):
     import derain
 
-    return derain.load(spec, tta=tta, scale=scale)
+    return derain.load(spec, tta=tta, scale=scale, strength=strength)
 
 
 def _markdown(summary: dict, ev) -> str:

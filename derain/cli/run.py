@@ -56,6 +56,9 @@ def register(sub) -> None:
 
 
 TTA_HELP = "average the 4 flips that keep rain's direction (4× slower)"
+STRENGTH_HELP = ("the model's thresholds divided by S: above 1 fainter changes pass, taking more rain and more of "
+                 "the scene's thin bright lines; below 1 gentler (measured in docs/inference.md, 'Strength') "
+                 "[default: 1]")
 
 
 def add_inference_options(p) -> None:
@@ -71,6 +74,7 @@ def add_inference_options(p) -> None:
     p.add_argument("--max-memory", metavar="SIZE", help="activation memory budget that picks the tile size, "
                                                         "e.g. 2GB [default: 1GiB]")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
+    p.add_argument("--strength", type=float, default=1.0, metavar="S", help=STRENGTH_HELP)
     p.add_argument("--rain-angle", type=float, metavar="DEG",
                    help="rain blown more than about 35 degrees off the vertical: its lean in degrees (positive: "
                         "the top to the right, like /; within 15 of the truth is enough). The photo is turned so the rain runs "
@@ -106,7 +110,7 @@ def load_with_options(model: str | None, args):
         warnings.simplefilter("always")
         derainer = load(model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
                         precision=args.precision, max_memory=args.max_memory, rain_angle=args.rain_angle,
-                        scale=args.scale)
+                        scale=args.scale, strength=args.strength)
     for warning in caught:
         warn(str(warning.message))
     return derainer
@@ -342,10 +346,13 @@ def _report_skipped(skipped: list[Path], settings: OutputSettings | None) -> Non
 
 # ---------------------------------------------------------------- the options each output was made with
 
+LATER_OPTIONS = {"strength": 1.0}  # options recorded since a later version: what a record without them was made with
+
+
 def output_options(args) -> dict:
     """The options that change what `derain run` writes: the model (by the hash of its weights, and its
-    config: the same weights behind another threshold write other pixels), self-ensemble, tiling, precision
-    the rain angle and the working scale."""
+    config: the same weights behind another threshold write other pixels), self-ensemble, tiling, precision,
+    the rain angle, the working scale and the strength."""
     from derain.api import check_scale
     from derain.hub import WEIGHTS_NAME, read_config, resolve_model
 
@@ -358,7 +365,7 @@ def output_options(args) -> dict:
             "model_config": read_config(model).get("model"), "tta": args.tta,
             "tile": args.tile, "overlap": args.overlap, "max_memory": args.max_memory,
             "precision": args.precision or "fp32", "rain_angle": args.rain_angle,
-            "scale": check_scale(args.scale)}
+            "scale": check_scale(args.scale), "strength": args.strength}
 
 
 class OutputSettings:
@@ -392,7 +399,8 @@ class OutputSettings:
             if index is None:
                 continue  # not made by derain run, or by one that kept no record
             recorded = self.recorded[index]
-            differ = [key for key in self.options if key != "model" and recorded.get(key) != self.options[key]]
+            differ = [key for key in self.options
+                      if key != "model" and recorded.get(key, LATER_OPTIONS.get(key)) != self.options[key]]
             if differ:
                 names = {"weights_sha256": "model", "model_config": "model config"}
                 changed[str(target)] = [names.get(key, key) for key in differ]

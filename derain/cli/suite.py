@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from derain.cli.run import TTA_HELP
+from derain.cli.run import STRENGTH_HELP, TTA_HELP
 
 EXAMPLES = """examples:
   derain suite                                   # the bundled model on ../shared/data/clean's held-out photos
@@ -35,8 +35,9 @@ def register(sub) -> None:
     p.add_argument("--rain-angle", type=float, metavar="DEG",
                    help="turn every photo by DEG for the model, as derain run --rain-angle does (what it costs where "
                         "the rain is upright, and on clean photos)")
+    p.add_argument("--strength", type=float, default=1.0, metavar="S", help=STRENGTH_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="report folder [default: results/suite-<model folder name>[-tta][-turnedDEG]]")
+                   help="report folder [default: results/suite-<model folder name>[-tta][-turnedDEG][-strengthS]]")
     p.set_defaults(func=run)
 
 
@@ -46,18 +47,20 @@ def run(args) -> int:
     from derain.errors import DerainError
     from derain.suite import NO_RAIN_FLOOR_DB, ensure_suite, made_worse, score_suite, summarize, summary_table
 
-    if (args.tta or args.rain_angle is not None) and args.model == "none":
-        raise DerainError("--tta and --rain-angle run a model; they do not apply to --model none")
+    if (args.tta or args.rain_angle is not None or args.strength != 1) and args.model == "none":
+        raise DerainError("--tta, --rain-angle and --strength run a model; they do not apply to --model none")
     suite_dir = ensure_suite(args.clean, args.dir, seed=args.seed, crop=args.crop)
-    model = None if args.model == "none" else derain.load(args.model, tta=args.tta, rain_angle=args.rain_angle)
+    model = None if args.model == "none" else derain.load(args.model, tta=args.tta, rain_angle=args.rain_angle,
+                                                          strength=args.strength)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
     turned = "" if args.rain_angle is None else f"-turned{args.rain_angle:g}"
-    out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}{turned}"
+    stronger = "" if args.strength == 1 else f"-strength{args.strength:g}"
+    out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}{turned}{stronger}"
     ev.write_csv(out / "scores.csv", rows)
     ev.write_json(out / "summary.json",
-                  {"model": args.model, "tta": args.tta, "rain_angle": args.rain_angle, "suite": str(suite_dir),
-                   "families": summary})
+                  {"model": args.model, "tta": args.tta, "rain_angle": args.rain_angle, "strength": args.strength,
+                   "suite": str(suite_dir), "families": summary})
     table = summary_table(summary)
     ev.write_text(out / "summary.md", f"Validation suite `{suite_dir}`, model `{args.model}`.\n\n{table}")
     print(table)
