@@ -75,6 +75,9 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     slow = check_tiling(net.config, tile, overlap, max_memory, dtype_bytes=4 if amp is None else 2)
     if slow:
         warnings.warn(slow, stacklevel=2)
+    if strength != 1 and not net.config.shrink:
+        warnings.warn(f"strength {strength:g} changes nothing: {path or 'the model'} has no threshold to divide",
+                      stacklevel=2)
     return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
                     max_memory=None if max_memory is None else parse_bytes(max_memory), rain_angle=rain_angle,
                     scale=scale, strength=strength)

@@ -468,9 +468,8 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     tile = choose_tile(cfg, *img.shape[-2:], tile, overlap, max_memory, dtype_bytes, on_cpu=img.device.type == "cpu")
 
     whole = tile is None or max(img.shape[-2:]) <= tile
-    total = (len(RAIN_KEEPING) if tta else 1) * (1 if whole else len(tile_spans(img.shape[-2], tile, overlap, alignment(cfg)))
-                                                 * len(tile_spans(img.shape[-1], tile, overlap, alignment(cfg))))
-    done = 0
+    tiles = 1 if whole else math.prod(len(tile_spans(n, tile, overlap, alignment(cfg))) for n in img.shape[-2:])
+    total, done = (len(RAIN_KEEPING) if tta else 1) * tiles, 0
 
     def count_tile() -> None:
         nonlocal done

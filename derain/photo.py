@@ -210,9 +210,8 @@ def write_photo(path: str | Path, photo: Photo, quality: int | None = None) -> P
     if quality is not None or mode != photo.mode:  # a quality asked for, or other pixels than the tables were for
         options.pop("qtables", None)
         options.pop("subsampling", None)
-    if quality is not None:
+    if quality is not None:  # asked for: a lossy file at that quality
         options.pop("lossless", None)
-    if quality is not None:
         options["quality"] = quality
     if _colour_space(mode) != _colour_space(photo.mode):
         options.pop("icc_profile", None)  # the profile describes the old colour space

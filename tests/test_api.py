@@ -81,6 +81,13 @@ def test_progress_counts_each_pass_of_the_network(tiny_model_dir, tta, tile):
     assert calls == [(k, len(runs)) for k in range(1, len(runs) + 1)]
 
 
+def test_strength_is_checked_and_a_model_without_a_threshold_says_it_changes_nothing(tiny_model_dir):
+    with pytest.raises(DerainError, match="strength 0: give a number above 0"):
+        derain.load(tiny_model_dir, strength=0)
+    with pytest.warns(UserWarning, match="strength 2 changes nothing"):
+        derain.load(tiny_model_dir, strength=2)  # the tiny preset has no threshold (shrink 0)
+
+
 def test_batches_are_derained_image_by_image(m, rgb):
     batch = np.stack([rgb, rgb[::-1]])
     out = m(batch)

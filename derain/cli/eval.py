@@ -54,7 +54,8 @@ def run(args) -> int:
         raise DerainError(f"{args.rainy}: unpaired images have no ground truth; use --metrics niqe")
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
     scale = args.scale or "auto"
-    model = _load_model(args.model, args.tta, scale, args.strength or 1.0) if args.model else None
+    strength = 1.0 if args.strength is None else args.strength
+    model = _load_model(args.model, args.tta, scale, strength) if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -74,7 +75,7 @@ def run(args) -> int:
         "mode": "paired" if args.data else "predictions" if args.pred else "unpaired",
         "model": args.model or ("none (rainy inputs scored)" if args.data else None),
         "scale": scale if args.model else None,
-        "strength": (args.strength or 1.0) if args.model else None,
+        "strength": strength if args.model else None,
         "clean": args.clean,
         "images": len(rows),
         "protocol": protocol,
