@@ -59,8 +59,8 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     scale: the model works on the photo shrunk by this factor (1 or more) and only its change is enlarged
     back, for rain wider than it learnt (photos from a phone or camera at full size); "auto" (default): 1
     up to 1600 px on the long side, above it the factor that brings the long side to 1600 px.
-    strength: D_dr's thresholds divided by it (default 1: the model's own); above 1 fainter changes pass,
-    taking more rain and more of the scene (docs/inference.md, "Strength").
+    strength: D_dr's thresholds divided by it (default 1: the model's own); below 1 gentler, above 1 more of
+    the network's change passes, which on real photos mostly darkens (docs/inference.md, "Strength").
     Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
     give a warning.
     """

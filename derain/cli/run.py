@@ -56,9 +56,9 @@ def register(sub) -> None:
 
 
 TTA_HELP = "average the 4 flips that keep rain's direction (4× slower)"
-STRENGTH_HELP = ("the model's thresholds divided by S: above 1 fainter changes pass, taking more rain and more of "
-                 "the scene's thin bright lines; below 1 gentler (measured in docs/inference.md, 'Strength') "
-                 "[default: 1]")
+STRENGTH_HELP = ("the model's thresholds divided by S: below 1 gentler (fewer changes to fine bright detail, a "
+                 "little less rain taken); above 1 more of the model's change passes, which on real photos mostly "
+                 "darkens (measured in docs/inference.md, 'Strength') [default: 1]")
 
 
 def add_inference_options(p) -> None:
