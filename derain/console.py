@@ -7,7 +7,9 @@ is decided here, once.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 LOG_INTERVAL = 10.0  # seconds between progress lines when stderr is not a terminal
 SHOWN_NAMES = 3  # names listed before "and N more"
@@ -73,6 +75,17 @@ def _is_terminal(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Python warnings raised inside (a tiling that overlap dominates, a strength that changes nothing)
+    come out as `derain: warning:` lines when the block ends."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        warn(str(warning.message))
 
 
 def warn(message: str) -> None:

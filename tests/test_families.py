@@ -300,6 +300,7 @@ def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir,
     assert main(["suite", "--model", tiny_model_dir, "--strength", "2", "--clean", str(clean_photos), "--dir",
                  str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "strong")]) == 0
     assert json.loads((tmp_path / "strong" / "summary.json").read_text())["strength"] == 2
+    assert "derain: warning: strength 2 changes nothing" in capsys.readouterr().err  # the tiny preset has no threshold
     assert main(["suite", "--model", "none", "--tta"]) == 2
     assert "--tta, --rain-angle and --strength run a model" in capsys.readouterr().err
 

@@ -112,8 +112,10 @@ def _check_combination(args) -> None:
 
 def _load_model(spec: str, tta: bool = False, scale: str = "auto", strength: float = 1.0):
     import derain
+    from derain.console import warnings_as_lines
 
-    return derain.load(spec, tta=tta, scale=scale, strength=strength)
+    with warnings_as_lines():
+        return derain.load(spec, tta=tta, scale=scale, strength=strength)
 
 
 def _markdown(summary: dict, ev) -> str:

@@ -95,25 +95,19 @@ def load_with_options(model: str | None, args):
     """A Derainer of `model` (anything derain.load accepts; None: the bundled model) built with the
     inference options in `args` (see `add_inference_options`), all checked here, before any image.
     Warnings (tiles so small that overlap dominates) become `derain: warning:` lines."""
-    import warnings
-
     import torch
 
     from derain.api import load
-    from derain.console import warn
+    from derain.console import warnings_as_lines
     from derain.inference import default_threads
 
     if args.threads is not None and args.threads < 1:
         raise DerainError(f"--threads {args.threads}: give 1 or more")
     torch.set_num_threads(args.threads or default_threads())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        derainer = load(model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
-                        precision=args.precision, max_memory=args.max_memory, rain_angle=args.rain_angle,
-                        scale=args.scale, strength=args.strength)
-    for warning in caught:
-        warn(str(warning.message))
-    return derainer
+    with warnings_as_lines():
+        return load(model, device=args.device, tile=args.tile, overlap=args.overlap, tta=args.tta,
+                    precision=args.precision, max_memory=args.max_memory, rain_angle=args.rain_angle,
+                    scale=args.scale, strength=args.strength)
 
 
 @dataclass

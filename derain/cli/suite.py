@@ -44,14 +44,16 @@ def register(sub) -> None:
 def run(args) -> int:
     import derain
     from derain import evaluation as ev
+    from derain.console import warnings_as_lines
     from derain.errors import DerainError
     from derain.suite import NO_RAIN_FLOOR_DB, ensure_suite, made_worse, score_suite, summarize, summary_table
 
     if (args.tta or args.rain_angle is not None or args.strength != 1) and args.model == "none":
         raise DerainError("--tta, --rain-angle and --strength run a model; they do not apply to --model none")
     suite_dir = ensure_suite(args.clean, args.dir, seed=args.seed, crop=args.crop)
-    model = None if args.model == "none" else derain.load(args.model, tta=args.tta, rain_angle=args.rain_angle,
-                                                          strength=args.strength)
+    with warnings_as_lines():
+        model = None if args.model == "none" else derain.load(args.model, tta=args.tta, rain_angle=args.rain_angle,
+                                                              strength=args.strength)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
     turned = "" if args.rain_angle is None else f"-turned{args.rain_angle:g}"
