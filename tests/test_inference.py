@@ -374,12 +374,12 @@ def test_streak_threshold_of_a_photo_too_small_for_a_rain_angle_is_shrink(shape)
     assert t.shape == (2, 1, *shape) and (t == 0.05).all()
 
 
-def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
-    """The oracle: the network with no threshold, then the residual soft-thresholded by hand (numpy) at
-    shrink_streaks on the streaks and shrink elsewhere."""
+def thresholded_net_and_raw_change(streaks: float):
+    """A random tiny network behind shrink 0.05 and `shrink_streaks`, the rainy grey image (and its streak
+    mask), and the same network's change with no threshold: the oracle's input."""
     torch.manual_seed(0)
     net = create_model({**create_model("tiny").config.to_dict(), "detail_dim": 4,
-                        "shrink": 0.05, "shrink_streaks": 0.01}).eval()
+                        "shrink": 0.05, "shrink_streaks": streaks}).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.1)
@@ -388,6 +388,13 @@ def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
     raw_net.load_state_dict(net.state_dict())
     with torch.no_grad():
         raw = (raw_net.eval()(img) - img)[0].numpy()
+    return net, img, mask, raw
+
+
+def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
+    """The oracle: the network with no threshold, then the residual soft-thresholded by hand (numpy) at
+    shrink_streaks on the streaks and shrink elsewhere."""
+    net, img, mask, raw = thresholded_net_and_raw_change(0.01)
     t = np.where(streak_threshold(net.config, img)[0].numpy() == np.float32(0.01), 0.01, 0.05)
     expected = img[0].numpy() + np.sign(raw) * np.maximum(np.abs(raw) - t, 0)
     out = derain_tensor(model_forward(net, CPU), net.config, img)[0].numpy()
@@ -401,17 +408,7 @@ def test_derain_tensor_soft_thresholds_the_raw_residual_per_pixel():
 def test_strength_divides_the_thresholds(streaks, strength):
     """The same hand oracle as above, at shrink / strength and shrink_streaks / strength; a model with
     one threshold (no streak map) gets shrink / strength everywhere."""
-    torch.manual_seed(0)
-    net = create_model({**create_model("tiny").config.to_dict(), "detail_dim": 4,
-                        "shrink": 0.05, "shrink_streaks": streaks}).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.1)
-    img, _ = rainy_grey()
-    raw_net = create_model({**net.config.to_dict(), "darken_only": False, "shrink": 0.0, "shrink_streaks": 0.0})
-    raw_net.load_state_dict(net.state_dict())
-    with torch.no_grad():
-        raw = (raw_net.eval()(img) - img)[0].numpy()
+    net, img, _, raw = thresholded_net_and_raw_change(streaks)
     on_streaks = streaks and streak_threshold(net.config, img)[0].numpy() == np.float32(streaks)
     t = np.where(on_streaks, streaks, 0.05) / strength
     expected = img[0].numpy() + np.sign(raw) * np.maximum(np.abs(raw) - t, 0)

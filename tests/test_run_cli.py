@@ -23,6 +23,19 @@ def run(tiny_model_dir, *args):
     return main(["run", *map(str, args), "--model", tiny_model_dir, "--device", "cpu"])
 
 
+@pytest.fixture
+def identity_model(tmp_path, tiny_model_dir) -> str:
+    """The tiny model with every weight 0: D_dr's residual is 0, so it changes no pixel."""
+    from derain.api import load_network
+    from derain.hub import save_pretrained
+
+    net = load_network(tiny_model_dir)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    return str(save_pretrained(net, tmp_path / "identity"))
+
+
 def exif(**tags):
     names = {"orientation": 274, "make": 271}
     data = Image.Exif()
@@ -186,23 +199,15 @@ def test_format_option_and_jpeg_quality(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.parametrize("subsampling", [0, 2])
-def test_a_jpeg_keeps_its_own_tables_and_subsampling_unless_a_quality_is_given(tmp_path, tiny_model_dir, subsampling):
+def test_a_jpeg_keeps_its_own_tables_and_subsampling_unless_a_quality_is_given(tmp_path, identity_model, subsampling):
     """Read back by Pillow: without --quality the output has the input's quantization tables and chroma
     subsampling, so an identity model returns its pixels within a level or two; --quality 95 re-encodes."""
     from PIL import JpegImagePlugin
 
-    from derain.api import load_network
-    from derain.hub import save_pretrained
-
-    net = load_network(tiny_model_dir)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()  # the identity
-    save_pretrained(net, tmp_path / "identity")
     Image.fromarray(skdata.coffee()[100:260, 150:374]).save(tmp_path / "a.jpg", quality=80, subsampling=subsampling,
                                                              progressive=subsampling == 2)
-    assert run(str(tmp_path / "identity"), tmp_path / "a.jpg", "-o", tmp_path / "kept") == 0
-    assert run(str(tmp_path / "identity"), tmp_path / "a.jpg", "-o", tmp_path / "q95", "--quality", "95") == 0
+    assert run(identity_model, tmp_path / "a.jpg", "-o", tmp_path / "kept") == 0
+    assert run(identity_model, tmp_path / "a.jpg", "-o", tmp_path / "q95", "--quality", "95") == 0
     with Image.open(tmp_path / "a.jpg") as src, Image.open(tmp_path / "kept" / "a.jpg") as kept, \
             Image.open(tmp_path / "q95" / "a.jpg") as q95:
         assert kept.quantization == src.quantization and q95.quantization != src.quantization
@@ -215,23 +220,16 @@ def test_a_jpeg_keeps_its_own_tables_and_subsampling_unless_a_quality_is_given(t
 
 
 @pytest.mark.parametrize("lossless", [True, False])
-def test_a_lossless_webp_stays_lossless_unless_a_quality_is_given(tmp_path, tiny_model_dir, lossless):
+def test_a_lossless_webp_stays_lossless_unless_a_quality_is_given(tmp_path, identity_model, lossless):
     """With an identity model a lossless WebP comes back pixel for pixel; a lossy one stays lossy, and
     --quality makes any WebP lossy (the RIFF chunk names the codec: VP8L lossless, VP8 lossy)."""
-    from derain.api import load_network
-    from derain.hub import save_pretrained
     from derain.photo import webp_is_lossless
 
-    net = load_network(tiny_model_dir)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()  # the identity
-    save_pretrained(net, tmp_path / "identity")
     photo = skdata.coffee()[100:260, 150:374]
     Image.fromarray(photo).save(tmp_path / "a.webp", lossless=lossless, exif=exif(make="TestCam").tobytes())
     assert webp_is_lossless(tmp_path / "a.webp") == lossless
-    assert run(str(tmp_path / "identity"), tmp_path / "a.webp", "-o", tmp_path / "kept") == 0
-    assert run(str(tmp_path / "identity"), tmp_path / "a.webp", "-o", tmp_path / "q90", "--quality", "90") == 0
+    assert run(identity_model, tmp_path / "a.webp", "-o", tmp_path / "kept") == 0
+    assert run(identity_model, tmp_path / "a.webp", "-o", tmp_path / "q90", "--quality", "90") == 0
     assert webp_is_lossless(tmp_path / "kept" / "a.webp") == lossless and not webp_is_lossless(tmp_path / "q90" / "a.webp")
     if lossless:
         assert np.array_equal(np.asarray(Image.open(tmp_path / "kept" / "a.webp")), photo)
@@ -465,19 +463,11 @@ def test_bad_options_are_one_error_before_any_image(tmp_path, tiny_model_dir, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_rain_angle_and_scale_are_recorded_and_a_photo_the_model_leaves_alone_is_written_unchanged(tmp_path, tiny_model_dir):
+def test_rain_angle_and_scale_are_recorded_and_a_photo_the_model_leaves_alone_is_written_unchanged(tmp_path, identity_model):
     """--rain-angle and --scale turn and enlarge only the model's change, so an identity model writes the input's pixels."""
     src, out = tmp_path / "a.png", tmp_path / "out"
     Image.fromarray(PIXELS).save(src)
-    from derain.api import load_network
-    from derain.hub import save_pretrained
-
-    net = load_network(tiny_model_dir)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()  # D_dr's residual is 0: the identity
-    save_pretrained(net, tmp_path / "identity")
-    assert run(str(tmp_path / "identity"), src, "-o", out, "--rain-angle", "55", "--scale", "2") == 0
+    assert run(identity_model, src, "-o", out, "--rain-angle", "55", "--scale", "2") == 0
     assert np.array_equal(np.asarray(Image.open(out / "a.png")), PIXELS)
     record = json.loads((out / ".derain-run.json").read_text())
     assert record["options"][0]["rain_angle"] == 55.0 and record["options"][0]["scale"] == 2.0
