@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral, random_flip
 from derain.data.degradations import RandomBlur
+from derain.data.harm import harm_for
 from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, aligned_line_energy, bank_for, check_overrides,
                                   check_weights, detail_energy, draw_family)
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
@@ -160,12 +161,22 @@ class BlurDataset(SeededDataset):
         return blurred, clean
 
 
-def scene_pick(detailed: int, aligned: int, keys: str, crops: str) -> tuple[int, Callable[[np.ndarray], float]]:
+def harm_energy(crop: np.ndarray) -> float:
+    """Mean of a crop's fourth channel: a model's change there (derain.data.harm), 0 without one."""
+    return float(crop[..., 3].mean()) if crop.shape[-1] > 3 else 0.0
+
+
+def scene_pick(keys: str, crops: str, detailed: int, aligned: int, harmed: int = 1,
+               ) -> tuple[int, Callable[[np.ndarray], float]]:
     """How many random crops to draw and the score that picks one: bright thin lines along the rain when
-    `aligned` > 1 (families.aligned_line_energy), else detail (families.detail_energy)."""
-    if detailed > 1 and aligned > 1:
+    `aligned` > 1 (families.aligned_line_energy), a model's change when `harmed` > 1 (harm_energy), else
+    detail (families.detail_energy). Scores see the crop's colour only, except harm_energy."""
+    if sum(n > 1 for n in (detailed, aligned, harmed)) > 1:
         raise DerainError(f"{keys} each pick the {crops} crops' scenes: set one of them")
-    return (aligned, aligned_line_energy) if aligned > 1 else (detailed, detail_energy)
+    if harmed > 1:
+        return harmed, harm_energy
+    score = aligned_line_energy if aligned > 1 else detail_energy
+    return max(detailed, aligned), lambda crop: score(crop[..., :3])
 
 
 class RainMixDataset(SeededDataset):
@@ -177,6 +188,8 @@ class RainMixDataset(SeededDataset):
     along the rain's directions (families.aligned_line_energy): the scene it would most likely take for rain.
     A rainy one is the most detailed of `detailed_rain`: rain over such lines, which the model must tell apart
     from them, or the one of `aligned_rain` with the most lines along the rain: those that look most like streaks.
+    With `harm_maps` (derain.data.harm: a model's change on each photo, where a no-rain photo should have none),
+    a no-rain crop is instead the one of `harmed_negatives` on which that model changes most: its own mistakes.
     The `real` family's streaks come from the photos of `bank` (derain.data.rain_bank). A `zoom_share` of the
     crops are a smaller window enlarged up to `zoom` times (bicubic) before the rain: soft, enlarged scenes that
     are not rain. Decoded photos are cached per process."""
@@ -184,21 +197,26 @@ class RainMixDataset(SeededDataset):
     def __init__(self, files: Sequence[str | Path], crop: int = 128, seed: int = 0,
                  weights: dict[str, float] | None = None, samples_per_epoch: int = 4096, negatives: int = 1,
                  detailed_rain: int = 1, overrides: dict[str, dict] | None = None, bank: Sequence[str | Path] = (),
-                 aligned_rain: int = 1, aligned_negatives: int = 1, zoom: float = 1.0, zoom_share: float = 0.0):
+                 aligned_rain: int = 1, aligned_negatives: int = 1, zoom: float = 1.0, zoom_share: float = 0.0,
+                 harm_maps: dict[str, np.ndarray] | None = None, harmed_negatives: int = 1):
         super().__init__(crop, True, seed)
         if zoom < 1 or not 0 <= zoom_share <= 1:
             raise DerainError(f"zoom must be at least 1 and zoom_share within [0, 1], got {zoom} and {zoom_share}")
         self.zoom, self.zoom_share = zoom, zoom_share
-        if min(negatives, detailed_rain, aligned_rain, aligned_negatives) < 1:
-            raise DerainError(f"negatives, detailed_rain, aligned_rain and aligned_negatives must be at least 1, got "
-                              f"{negatives}, {detailed_rain}, {aligned_rain} and {aligned_negatives}")
-        self.negative_picks, self.negative_key = scene_pick(negatives, aligned_negatives,
-                                                              "negatives and aligned_negatives", "no-rain")
-        self.rain_picks, self.rain_key = scene_pick(detailed_rain, aligned_rain, "detailed_rain and aligned_rain",
-                                                      "rainy")
+        if min(negatives, detailed_rain, aligned_rain, aligned_negatives, harmed_negatives) < 1:
+            raise DerainError(f"negatives, detailed_rain, aligned_rain, aligned_negatives and harmed_negatives must be "
+                              f"at least 1, got {negatives}, {detailed_rain}, {aligned_rain}, {aligned_negatives} and "
+                              f"{harmed_negatives}")
+        if harmed_negatives > 1 and harm_maps is None:
+            raise DerainError("harmed_negatives needs harm_maps (scripts/harm_maps.py)")
+        self.negative_picks, self.negative_key = scene_pick("negatives, aligned_negatives and harmed_negatives",
+                                                            "no-rain", negatives, aligned_negatives, harmed_negatives)
+        self.rain_picks, self.rain_key = scene_pick("detailed_rain and aligned_rain", "rainy", detailed_rain,
+                                                    aligned_rain)
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
+        self.harm = harm_for(self.files, harm_maps) if harm_maps is not None else None
         self.weights = check_weights(weights or TRAIN_WEIGHTS)
         self.overrides = check_overrides(overrides or {})
         self.bank = bank_for(self.weights, bank, self.overrides)
@@ -209,8 +227,15 @@ class RainMixDataset(SeededDataset):
         return self.length
 
     def photo(self, k: int) -> np.ndarray:
+        """Photo k, with the model's change on it as a fourth channel when there are harm maps."""
         if k not in self._cache:
-            self._cache[k] = read_image(self.files[k])
+            img = read_image(self.files[k])
+            if self.harm is not None:
+                if self.harm[k].shape != img.shape[:2]:
+                    raise DerainError(f"{self.files[k]}: its harm map is {self.harm[k].shape}, the photo "
+                                      f"{img.shape[:2]}")
+                img = np.concatenate([img, self.harm[k][..., None].astype(img.dtype) / 255], axis=2)
+            self._cache[k] = img
         return self._cache[k]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,6 +246,7 @@ class RainMixDataset(SeededDataset):
         if picks > 1:
             others = [self.scene_crop(rng) for _ in range(picks - 1)]
             clean = max([clean, *others], key=key)
+        clean = clean[..., :3]
         rainy, _ = add_family_rain(np.ascontiguousarray(clean, dtype=np.float64), family, rng, self.overrides, self.bank)
         return to_tensor(rainy), to_tensor(clean)
 

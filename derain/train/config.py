@@ -137,6 +137,8 @@ class SynthConfig:
     detailed_rain: int = 1  # online: a rainy crop is the most detailed of this many (rain over fine scene lines)
     aligned_rain: int = 1  # online: or the one of this many with most bright thin lines along the rain's directions
     aligned_negatives: int = 1  # online: a no-rain crop is instead the one of this many with most such lines
+    harm_maps: str | None = None  # online: a model's change on each training photo (scripts/harm_maps.py)
+    harmed_negatives: int = 1  # online: or the one of this many that the harm maps' model changes most
     zoom: float = 1.0  # online: the most a zoomed crop is enlarged (bicubic), before its rain
     zoom_share: float = 0.0  # online: the share of crops that are a smaller window, zoomed
 
@@ -149,9 +151,13 @@ class SynthConfig:
             raise ValueError(str(exc)) from None
         if self.rain_model not in RAIN_MODELS:
             raise ValueError(f"rain_model must be one of {list(RAIN_MODELS)}, got {self.rain_model!r}")
-        picks = (self.count, self.negatives, self.detailed_rain, self.aligned_rain, self.aligned_negatives)
+        picks = (self.count, self.negatives, self.detailed_rain, self.aligned_rain, self.aligned_negatives,
+                 self.harmed_negatives)
         if min(picks) < 1 or (self.crop is not None and self.crop < 1):
-            raise ValueError("count, negatives, detailed_rain, aligned_rain, aligned_negatives and crop must be at least 1")
+            raise ValueError("count, negatives, detailed_rain, aligned_rain, aligned_negatives, harmed_negatives and "
+                             "crop must be at least 1")
+        if self.harmed_negatives > 1 and not self.harm_maps:
+            raise ValueError("harmed_negatives needs harm_maps (scripts/harm_maps.py)")
         if self.zoom < 1 or not 0 <= self.zoom_share <= 1:
             raise ValueError(f"zoom must be at least 1 and zoom_share within [0, 1], got {self.zoom} and {self.zoom_share}")
         unknown = sorted(set(self.params) - set(RAIN_DEFAULTS[self.rain_model]))

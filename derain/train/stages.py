@@ -27,6 +27,7 @@ from derain.data import (CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, R
                          UnpairedDataset)
 from derain.data.datasets import images_in
 from derain.data.families import TRAIN_WEIGHTS, holdout
+from derain.data.harm import load_harm_maps
 from derain.atomic import atomic_write
 from derain.config import ModelConfig
 from derain.errors import DerainError
@@ -209,7 +210,9 @@ def pairs_dataset(cfg: TrainConfig, run: RunDir, s: RestorationConfig) -> Datase
                                weights=synth.families or None, samples_per_epoch=synth.samples_per_epoch,
                                negatives=synth.negatives, detailed_rain=synth.detailed_rain,
                                overrides=synth.family_params, bank=synth.bank, aligned_rain=synth.aligned_rain,
-                               aligned_negatives=synth.aligned_negatives, zoom=synth.zoom, zoom_share=synth.zoom_share)
+                               aligned_negatives=synth.aligned_negatives, zoom=synth.zoom, zoom_share=synth.zoom_share,
+                               harm_maps=load_harm_maps(synth.harm_maps) if synth.harm_maps else None,
+                               harmed_negatives=synth.harmed_negatives)
     else:
         pairs = PairedDataset(pairs_root(cfg, run), crop=s.crop, seed=cfg.seed)
     return WithStreakMap(pairs, cfg.student) if s.streak_map else pairs
