@@ -16,11 +16,13 @@ from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
 from derain.data.duplicates import duplicate_groups, thumbnail
+from derain.data.harm import photo_key
 from derain.data.families import (SYNTHETIC_FAMILIES, add_family_rain, aligned_line_energy, check_overrides, detail_energy,
                                    holdout, in_holdout, jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
 from derain.errors import DerainError
 from derain.suite import build_suite, made_worse, score_suite, summarize
+from derain.train.config import SynthConfig
 from test_synthesis import angle_error, streak_angle
 
 
@@ -423,7 +425,7 @@ def test_no_rain_crops_are_the_most_detailed_of_the_candidates(tmp_path):
     rain_one = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40)
     rain_four = RainMixDataset(files, crop=32, weights={"light": 1}, samples_per_epoch=40, detailed_rain=4)
     assert 0.3 < share(rain_one) < 0.7 and share(rain_four) > 0.85  # detailed_rain picks the rainy crops' scenes
-    with pytest.raises(DerainError, match="aligned_rain and aligned_negatives must be at least 1"):
+    with pytest.raises(DerainError, match="aligned_negatives and harmed_negatives must be at least 1"):
         RainMixDataset(files, crop=32, samples_per_epoch=5, detailed_rain=0)
 
 
@@ -459,9 +461,41 @@ def test_aligned_rain_picks_rainy_crops_with_lines_along_the_rain(tmp_path):
     clean_four = RainMixDataset(files, crop=32, weights={"none": 1}, samples_per_epoch=40, aligned_negatives=4)
     assert 0.3 < vertical(clean_one) < 0.7 and vertical(clean_four) > 0.85  # the no-rain crops, picked the same way
     assert all(torch.equal(clean_four[i][0], clean_four[i][1]) for i in range(5))  # and still without rain
-    with pytest.raises(DerainError, match="negatives and aligned_negatives"):
+    with pytest.raises(DerainError, match="negatives, aligned_negatives and harmed_negatives"):
         RainMixDataset(files, crop=32, samples_per_epoch=5, negatives=2, aligned_negatives=2)
 
+
+
+def test_harmed_negatives_pick_the_crops_the_model_changes_most(tmp_path):
+    """One photo, dark on the left and bright on the right, with a model's change on its left half only: no-rain
+    crops picked by the harm map come from the left (their mean shows it), with or without flips and turns."""
+    photo = np.full((64, 64, 3), 0.7)
+    photo[:, :32] = 0.3
+    path = tmp_path / "halves.png"
+    Image.fromarray(np.round(photo * 255).astype(np.uint8)).save(path)
+    harm = np.zeros((64, 64), np.uint8)
+    harm[:, :32] = 40
+    maps = {photo_key(path): harm}
+    dark = lambda ds: np.mean([float(ds[i][1].mean()) < 0.5 for i in range(40)])  # noqa: E731
+    one = RainMixDataset([path], crop=32, weights={"none": 1}, samples_per_epoch=40, harm_maps=maps)
+    four = RainMixDataset([path], crop=32, weights={"none": 1}, samples_per_epoch=40, harm_maps=maps, harmed_negatives=4)
+    assert 0.3 < dark(one) < 0.7 and dark(four) > 0.85  # a crop is mostly left or right; 1 - 0.5⁴ = 0.94 expected
+    assert all(four[i][1].shape == (3, 32, 32) and torch.equal(four[i][0], four[i][1]) for i in range(5))  # no rain
+    plain = RainMixDataset([path], crop=32, weights={"light": 1}, samples_per_epoch=5)
+    mapped = RainMixDataset([path], crop=32, weights={"light": 1}, samples_per_epoch=5, harm_maps=maps, harmed_negatives=4)
+    assert all(torch.equal(plain[i][0], mapped[i][0]) for i in range(5))  # rainy crops are untouched
+    with pytest.raises(DerainError, match="harmed_negatives needs harm_maps"):
+        RainMixDataset([path], crop=32, samples_per_epoch=5, harmed_negatives=4)
+    with pytest.raises(DerainError, match="set one of them"):
+        RainMixDataset([path], crop=32, samples_per_epoch=5, negatives=2, harm_maps=maps, harmed_negatives=2)
+    with pytest.raises(DerainError, match="lack 1 of the 1 training photos"):
+        RainMixDataset([path], crop=32, samples_per_epoch=5, harm_maps={"0" * 40: harm}, harmed_negatives=2)
+    wrong = RainMixDataset([path], crop=32, weights={"none": 1}, samples_per_epoch=5,
+                           harm_maps={photo_key(path): harm[:, :40]}, harmed_negatives=2)
+    with pytest.raises(DerainError, match="harm map is"):
+        wrong[0]
+    with pytest.raises(ValueError, match="harmed_negatives needs harm_maps"):
+        SynthConfig(online=True, harmed_negatives=4)
 
 
 def test_zoomed_crops_are_a_smaller_window_enlarged(tmp_path):

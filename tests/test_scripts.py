@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -311,3 +312,28 @@ def test_receptive_field_of_two_3x3_convs_is_two_pixels():
     hand = np.zeros((9, 9))
     hand[4, 4] = hand[1, 4] = 0.5
     assert radii(hand, 4, 4) == ([0, 3, 3], 3)
+
+
+def test_harm_maps_record_what_derain_run_changes_on_each_training_photo(tmp_path, tiny_model_dir, make_image):
+    """The maps of scripts/harm_maps.py against an independent path: `derain run`'s PNG output minus its input,
+    largest over R, G and B, for every photo outside the held-out share, keyed by the file's SHA-1."""
+    import hashlib
+
+    from derain.cli import main
+    from derain.data.families import holdout
+    from derain.data.harm import load_harm_maps
+
+    clean = tmp_path / "clean"
+    files = [make_image(clean / f"p{i}.png", size=(40 + 4 * i, 48), seed=i) for i in range(8)]
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "harm_maps.py"), "--model", tiny_model_dir, "--clean",
+                    str(clean), "--holdout", "0.3", "-o", str(tmp_path / "maps.npz")], check=True)
+    maps = load_harm_maps(tmp_path / "maps.npz")
+    train, held = holdout(files, share=0.3)
+    assert held and len(maps) == len(train)
+    assert main(["run", *map(str, train), "-o", str(tmp_path / "out"), "--model", tiny_model_dir, "--format", "png",
+                 "--scale", "1"]) == 0
+    for f in train:
+        ran = np.asarray(Image.open(tmp_path / "out" / f.name), dtype=np.int16)
+        expected = np.abs(ran - np.asarray(Image.open(f), dtype=np.int16)).max(axis=2)
+        np.testing.assert_array_equal(maps[hashlib.sha1(f.read_bytes()).hexdigest()], expected)
+    assert any(m.max() > 0 for m in maps.values())  # the tiny random model changes something
