@@ -15,9 +15,9 @@ from torch.utils.data import Dataset
 
 from derain.data.augment import random_crop, random_dihedral, random_flip
 from derain.data.degradations import RandomBlur
-from derain.data.harm import harm_for
 from derain.data.families import (TRAIN_WEIGHTS, add_family_rain, aligned_line_energy, bank_for, check_overrides,
                                   check_weights, detail_energy, draw_family)
+from derain.data.harm import harm_for
 from derain.data.layouts import Pair, list_images, list_pairs, load_pair
 from derain.errors import DerainError
 from derain.imageio import IMAGE_EXTENSIONS, read_image

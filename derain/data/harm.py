@@ -28,7 +28,11 @@ def change_map(derain: Callable[[np.ndarray], np.ndarray], photo: np.ndarray) ->
 
 
 def save_harm_maps(path: str | Path, maps: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda tmp: np.savez_compressed(open(tmp, "wb"), **maps))
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file, so numpy adds no ".npz" to the temporary name
+            np.savez_compressed(f, **maps)
+
+    atomic_write(path, write)
 
 
 def load_harm_maps(path: str | Path) -> dict[str, np.ndarray]:
