@@ -16,7 +16,7 @@ from derain.archs import create_model
 from derain.cli import main
 from derain.data import RainMixDataset
 from derain.data.duplicates import duplicate_groups, thumbnail
-from derain.data.harm import photo_key
+from derain.data.harm import load_harm_maps, photo_key
 from derain.data.families import (SYNTHETIC_FAMILIES, add_family_rain, aligned_line_energy, check_overrides, detail_energy,
                                    holdout, in_holdout, jpeg_round_trip, mix_rain)
 from derain.data.synthesis import photoshop_layer, synthesize
@@ -496,6 +496,11 @@ def test_harmed_negatives_pick_the_crops_the_model_changes_most(tmp_path):
         wrong[0]
     with pytest.raises(ValueError, match="harmed_negatives needs harm_maps"):
         SynthConfig(online=True, harmed_negatives=4)
+    np.save(tmp_path / "one.npy", harm)
+    (tmp_path / "text.npz").write_text("not maps")
+    for bad in ("one.npy", "text.npz", "absent.npz"):
+        with pytest.raises(DerainError, match="not a harm-map file"):
+            load_harm_maps(tmp_path / bad)
 
 
 def test_zoomed_crops_are_a_smaller_window_enlarged(tmp_path):

@@ -37,10 +37,13 @@ def save_harm_maps(path: str | Path, maps: dict[str, np.ndarray]) -> None:
 
 def load_harm_maps(path: str | Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path) as f:
-            return {key: f[key] for key in f.files}
+        f = np.load(path)  # no pickles: allow_pickle is off
     except (OSError, ValueError) as exc:
         raise DerainError(f"{path}: not a harm-map file ({exc})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise DerainError(f"{path}: not a harm-map file (one array, not an .npz of maps)")
+    with f:
+        return {key: f[key] for key in f.files}
 
 
 def harm_for(files: Sequence[Path], maps: dict[str, np.ndarray]) -> list[np.ndarray]:
