@@ -28,11 +28,7 @@ def main() -> None:
     ap.add_argument("--clean", default="../shared/data/clean")
     ap.add_argument("--holdout", type=float, default=HOLDOUT_SHARE)
     ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
     model = derain.load(args.model, scale=1)
     maps, over1, over10 = {}, [], []
     for path in tqdm(training_photos([args.clean], args.holdout), desc="harm maps", unit="photo"):

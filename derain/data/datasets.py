@@ -162,8 +162,8 @@ class BlurDataset(SeededDataset):
 
 
 def harm_energy(crop: np.ndarray) -> float:
-    """Mean of a crop's fourth channel: a model's change there (derain.data.harm), 0 without one."""
-    return float(crop[..., 3].mean()) if crop.shape[-1] > 3 else 0.0
+    """Mean of a crop's fourth channel: a model's change there (derain.data.harm)."""
+    return float(crop[..., 3].mean())
 
 
 def scene_pick(keys: str, crops: str, detailed: int, aligned: int, harmed: int = 1,
@@ -216,7 +216,7 @@ class RainMixDataset(SeededDataset):
         self.files = [Path(f) for f in files]
         if not self.files:
             raise DerainError("RainMixDataset: no clean photos given")
-        self.harm = harm_for(self.files, harm_maps) if harm_maps is not None else None
+        self.harm = harm_for(self.files, harm_maps) if harmed_negatives > 1 else None  # only the pick reads them
         self.weights = check_weights(weights or TRAIN_WEIGHTS)
         self.overrides = check_overrides(overrides or {})
         self.bank = bank_for(self.weights, bank, self.overrides)
