@@ -12,6 +12,7 @@ and the range.
     python benchmarks/bench_infer.py --precision bf16  # a CPU with bf16 instructions (AVX-512 BF16, AMX)
     python benchmarks/bench_infer.py --device cuda [--precision bf16]   # a GPU: peak GPU memory instead of RSS
     python benchmarks/bench_infer.py --scale auto      # as derain run does by default: photos over 1600 px derained smaller
+    python benchmarks/bench_infer.py --malloc-default  # glibc's malloc as a program gets it, not as derain run sets it
 
 --scale defaults to 1 here (the network on every pixel, the figures the README has always given), where
 `derain run` defaults to auto.
@@ -39,8 +40,11 @@ def worker(height: int, width: int, args) -> dict:
     from derain.errors import DerainError
     from derain.inference import (align_tiling, autocast_dtype, choose_tile, parse_bytes, select_device,
                                   working_size)
+    from derain.memory import keep_freed_memory
 
     torch.set_num_threads(args.threads)
+    if not args.malloc_default:
+        keep_freed_memory()  # as the derain command does (derain.memory)
     max_memory = parse_bytes(args.max_memory) if args.max_memory else None
     try:
         model = derain.load(device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision,
@@ -91,6 +95,8 @@ def main() -> None:
     parser.add_argument("--rain-angle", type=float, help="time derain run --rain-angle DEG (the photo turned upright)")
     parser.add_argument("--scale", default="1", help="derain at 1/K of each size, or 'auto' as derain run does [default: 1]")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="leave glibc's malloc thresholds alone (a program calling derain.load() without derain.memory)")
     parser.add_argument("--worker", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.reps = max(args.reps, 5)
@@ -109,6 +115,7 @@ def main() -> None:
               f"({result['seconds']:.2f} s median)", flush=True)
     gpu = rows[0][1]["peak_gpu_mib"] is not None
     where = (rows[0][1]["device"] if gpu else f"{args.threads} threads") + (f", {args.precision}" if args.precision else "")
+    where += "; glibc's default malloc" if args.malloc_default else ""
     where += f"; --scale {args.scale}" + (f" (8.3 MP at 1/{rows[-1][1]['scale']:.2f})" if args.scale == "auto" else "")
     print(f"\nmodel: {rows[0][1]['model']}; {where}; tiles from "
           f"{'--tile ' + str(args.tile) if args.tile else 'the memory budget ' + (args.max_memory or '1GiB, at most 1024 px on the CPU')}; "

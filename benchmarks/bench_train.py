@@ -12,7 +12,7 @@ what `derain train` uses).
 Each stage's module is the one `derain train` builds (derain.train.stages), fed random tensors, so the
 numbers leave out data loading. The median (and range) over --iters timed iterations follows 2 warm-up
 iterations; the last line gives the peak RSS of the whole run. On a CPU, malloc keeps freed memory, as
-in `derain train` (derain.train.loop.keep_freed_memory).
+in `derain train` (derain.memory.keep_freed_memory).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 from derain.archs import Encoder, ImageNet, RecogNet
 from derain.config import load_model_config
 from derain.losses import recog_loss, recon_loss
-from derain.train.loop import keep_freed_memory
+from derain.memory import keep_freed_memory
 from derain.train.stages import Distillation, Supervised
 
 WARMUP = 2

@@ -575,30 +575,6 @@ def test_scratch_with_streak_map_trains_through_the_threshold_per_pixel(data, tm
     assert len(plain.dataset[0]) == 2
 
 
-def test_keep_freed_memory_stops_large_allocations_from_faulting_in_afresh():
-    """After keep_freed_memory a freed 32 MiB tensor's memory is reused; without it, every new one maps
-    fresh zeroed pages: 8,192 faults of 4 KiB each (a training step's activations are of that size)."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("mallopt is glibc's (Linux)")
-    code = """
-import resource, sys, torch
-from derain.train.loop import keep_freed_memory
-kept = sys.argv[1] == "keep" and keep_freed_memory()
-faults = []
-for _ in range(8):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(32 << 20, dtype=torch.uint8)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(int(kept), min(faults[4:]))
-"""
-    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
-            .stdout.split() for mode in ("keep", "default")}
-    if runs["keep"][0] != "1":
-        pytest.skip("this C library has no mallopt (not glibc)")
-    assert int(runs["default"][1]) > 8000  # each a fresh 32 MiB block
-    assert int(runs["keep"][1]) < 1000
-
-
 def test_deterministic_training_does_not_nan_fill_new_tensors_and_restores_the_setting(data, tmp_path, monkeypatch):
     """use_deterministic_algorithms also fills every new tensor with NaN (fill_uninitialized_memory), a
     debugging aid that cost a CPU step 13%; training keeps deterministic algorithms and drops only that."""

@@ -9,10 +9,8 @@ replays exactly what the killed run did after it: the batch stream depends only 
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,17 +60,6 @@ def autocast_bf16(device: torch.device, amp: bool, cpu_bf16: bool) -> bool:
             return True
         print("cpu_bf16: this CPU has no bf16 instructions (AVX-512 BF16, AMX); training in fp32")
     return False
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed blocks for reuse instead of returning them to the kernel, so that
-    a CPU training step stops page-faulting its large activations in afresh (33,000 faults a step at
-    8 × 128², 3-8% of its time; benchmarks/bench_train.py). False where the C library is not glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(mallopt and mallopt(M_MMAP_THRESHOLD, 1 << 30) and mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
 class EMA:

@@ -19,9 +19,10 @@ from derain.data.synthesis import synth_folder
 from derain.errors import DerainError
 from derain.evaluation import write_text
 from derain.hub import resolve_model
+from derain.memory import keep_freed_memory
 from derain.train.config import STAGES, TrainConfig, load_train_config, resolve_data
 from derain.train.distributed import Dist, setup, teardown
-from derain.train.loop import Context, keep_freed_memory, train_stage
+from derain.train.loop import Context, train_stage
 from derain.train.rundir import RunDir, RunLog
 from derain.train.stages import build_stage
 
