@@ -191,7 +191,8 @@ def test_box_mean_matches_a_brute_force_neighbourhood_average():
 
 
 def test_both_box_mean_paths_match_the_brute_force_average_and_the_side_picks_the_path(monkeypatch):
-    """Band matrices (sides up to BAND_MAX) and pooling (longer sides) compute the same border-aware mean."""
+    """Band matrices (sides up to BAND_MAX, or NARROW_BAND_MAX for a few channels) and pooling (longer
+    sides) compute the same border-aware mean, and a channels-last input keeps its layout."""
     from derain.archs import aglf_vit
 
     x = torch.randn(2, 3, 11, 7, dtype=torch.float64)
@@ -205,11 +206,20 @@ def test_both_box_mean_paths_match_the_brute_force_average_and_the_side_picks_th
     assert channels_last.is_contiguous(memory_format=torch.channels_last)  # the layout the convs run in
     torch.testing.assert_close(channels_last, expected)
     torch.testing.assert_close(aglf_vit.pooled_box_mean(x, k), expected)
+    # the SE's few channels, channels-last, on a side past BAND_MAX: banded on an NCHW copy
+    narrow = torch.randn(1, aglf_vit.NARROW, 9, aglf_vit.NARROW_BAND_MAX, dtype=torch.float64)
+    narrow = narrow.contiguous(memory_format=torch.channels_last)
+    pooled = aglf_vit.pooled_box_mean(narrow, 31)
     calls = []
-    monkeypatch.setattr(aglf_vit, "pooled_box_mean", lambda t, k: calls.append(t.shape[-2:]) or t)
-    aglf_vit.box_mean(torch.zeros(1, 1, 4, aglf_vit.BAND_MAX), 5)
-    aglf_vit.box_mean(torch.zeros(1, 1, 4, aglf_vit.BAND_MAX + 1), 5)
-    assert calls == [(4, aglf_vit.BAND_MAX + 1)]
+    monkeypatch.setattr(aglf_vit, "pooled_box_mean", lambda t, k: calls.append(tuple(t.shape[-3:])) or t)
+    banded = aglf_vit.box_mean(narrow, 31)
+    assert banded.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(banded, pooled)
+    wide = aglf_vit.NARROW + 1
+    aglf_vit.box_mean(torch.zeros(1, wide, 4, aglf_vit.BAND_MAX), 5)
+    aglf_vit.box_mean(torch.zeros(1, wide, 4, aglf_vit.BAND_MAX + 1), 5)
+    aglf_vit.box_mean(torch.zeros(1, aglf_vit.NARROW, 4, aglf_vit.NARROW_BAND_MAX + 1), 5)
+    assert calls == [(wide, 4, aglf_vit.BAND_MAX + 1), (aglf_vit.NARROW, 4, aglf_vit.NARROW_BAND_MAX + 1)]
 
 
 def textbook_local_branch(branch, x: torch.Tensor) -> torch.Tensor:
