@@ -141,7 +141,8 @@ def test_streak_angle_is_the_rain_peak_not_scene_lines_at_the_range_edge():
 
 @pytest.mark.parametrize("shape", [(97, 130), (25, 40), (12, 9)])
 def test_orientation_energy_equals_one_fftconvolve_per_angle(shape):
-    """The oracle: scipy's fftconvolve in 'valid' mode for each line kernel, on the same fine detail."""
+    """The oracle: scipy's fftconvolve in 'valid' mode for each line kernel, on the same fine detail in
+    float64 (the measure runs its FFTs in float32, for speed: within 1e-5, and the same rain angle)."""
     from scipy.ndimage import gaussian_filter
     from scipy.signal import fftconvolve
 
@@ -152,4 +153,4 @@ def test_orientation_energy_equals_one_fftconvolve_per_angle(shape):
     y = rgb_to_y(img).astype(np.float64)
     detail = y - gaussian_filter(y, DETAIL_SIGMA)
     expected = [np.mean(fftconvolve(detail, _line(a), mode="valid") ** 2) for a in ANGLES]
-    np.testing.assert_allclose(orientation_energy(img), expected, rtol=1e-9)
+    np.testing.assert_allclose(orientation_energy(img), expected, rtol=1e-5)
