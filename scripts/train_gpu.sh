@@ -50,6 +50,11 @@
 #              line between removal and darkening (docs/model_history.md, "The rain's pixels counted twice"): whether
 #              16 x 256² crops for minutes move the line itself. SHRINK=0.049; a drawn task has 15 minutes of device
 #              time, so TRAIN_S=420
+#   session45  m40 continued on its own recipe (s45g, as s43g) | the same pushed both ways at once (s45h): no-rain crops
+#              mined from m40's own mistakes (harmed_negatives 12, maps made on the device from the packed photos) with
+#              the rain's pixels counted 1.5 times (rain_weight 0.5). On the CPU each lever alone slid along the line
+#              (session 42: removal up, clean photos down; session 44: the reverse); a network that the budget sharpens
+#              should keep both gains. SHRINK=0.049, TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
@@ -65,7 +70,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]|session3[368]|session43) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38 or session43" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[35]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43 or session45" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -127,7 +132,7 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
-  session33|session36|session38|session43)
+  session33|session36|session38|session43|session45)
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
       --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     if [ $PLAN = session33 ]; then
@@ -138,6 +143,14 @@ case $PLAN in
       runs="s43g s43h"
       train s43g 31 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
       train s43h 32 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set stages.scratch.rain_weight=0.5
+    elif [ $PLAN = session45 ]; then
+      runs="s45g s45h"
+      python3 scripts/harm_maps.py --model $INIT --clean $data/clean --holdout 0.15 -o $data/harm.npz > runs/harm.log 2>&1 \
+        || { tail -3 runs/harm.log; exit 1; }
+      tail -1 runs/harm.log
+      train s45g 33 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+      train s45h 34 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set stages.scratch.rain_weight=0.5 \
+        --set data.synth.negatives=1 --set data.synth.harm_maps=$data/harm.npz --set data.synth.harmed_negatives=12
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
       train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
