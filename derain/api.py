@@ -169,14 +169,17 @@ class Derainer:
             raise DerainError(f"unsupported image dtype {x.dtype}; use uint8, uint16 or a float type in [0, 1]")
         outputs = []
         for item in x:
-            rgb = item[None, :colour].to(torch.float32) / scale
+            rgb = item[None, :colour].to(torch.float32)  # a float32 input itself, read only
+            if scale != 1.0:  # an integer input: rgb is a copy, scaled in place (no second photo-sized buffer)
+                rgb.div_(scale)
             out = self.derain_rgb(rgb.expand(1, 3, *rgb.shape[-2:]).contiguous())
             if colour == 1:
                 out = out.mean(1, keepdim=True)
             if scale != 1.0:
-                out = (out * scale).round_()
-            outputs.append(torch.cat([out.to(x.dtype), item[None, colour:]], 1))  # alpha untouched
-        return torch.cat(outputs)
+                out = out.mul_(scale).round_()
+            out = out.to(x.dtype)
+            outputs.append(out if channels == colour else torch.cat([out, item[None, colour:]], 1))  # alpha untouched
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)  # a lone photo is not copied again
 
     def _tensor(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim not in (3, 4) or not 1 <= x.shape[-3] <= 4:

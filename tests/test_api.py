@@ -178,3 +178,22 @@ def test_the_bundled_model_has_a_name(monkeypatch, tiny_model_dir, name):
     monkeypatch.setattr(api, "bundled_model_dir", lambda: Path(tiny_model_dir))
     assert derain.load(name, device="cpu").config == create_model("tiny").config
     assert api.load_network(name).config == create_model("tiny").config
+
+
+@pytest.mark.parametrize("options", [{}, {"scale": 2.0}, {"rain_angle": 30.0}])
+@pytest.mark.parametrize("kind", ["float32 array", "uint8 array", "float32 tensor", "uint16 tensor"])
+def test_the_input_is_never_written(tiny_model_dir, options, kind):
+    """The change is summed into buffers of derain's own (no photo-sized copy too many), never into the
+    caller's image: a float32 input reaches the network as itself."""
+    rng = np.random.default_rng(1)
+    image = {"float32 array": lambda: rng.random((40, 56, 3)).astype(np.float32),
+             "uint8 array": lambda: rng.integers(0, 256, (40, 56, 3), dtype=np.uint8),
+             "float32 tensor": lambda: torch.rand(3, 40, 56),
+             "uint16 tensor": lambda: torch.randint(0, 65536, (3, 40, 56)).to(torch.uint16)}[kind]()
+    before = image.clone() if isinstance(image, torch.Tensor) else image.copy()
+    out = derain.load(tiny_model_dir, device="cpu", **options)(image)
+    assert out.shape == image.shape
+    if isinstance(image, torch.Tensor):
+        assert torch.equal(image, before)
+    else:
+        np.testing.assert_array_equal(image, before)
