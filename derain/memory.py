@@ -2,11 +2,12 @@
 
 A network's large activations (tens of MB each) are freed and allocated again many times per image or
 training step. By default glibc gives large blocks (over a threshold that adapts from 128 KiB up to
-32 MiB) mappings of their own and unmaps them on free, so every new one faults in zeroed pages. Kept on the heap, they are reused: a CPU training step stopped
-faulting 33,000 times (3-8% of its time), and a 1 MP photo derains about a quarter faster on 2 cores.
-The price is memory: freed blocks stay in the process, and the heap fragments (a 3840×2160 photo in
-1024-px tiles peaked at 1.73-1.98 GiB against 1.36-1.39). `derain` sets it for its own process (derain.cli.main);
-a program that calls `derain.load()` may call it too. README, "Speed".
+32 MiB) mappings of their own and unmaps them on free, so every new one faults in zeroed pages. Kept on
+the heap, they are reused: a CPU training step stopped faulting 33,000 times (3-8% of its time), and a
+1 MP photo derains about a quarter faster on 2 cores. The price is memory: freed blocks stay in the
+process, and the heap fragments (a 3840×2160 photo in 1024-px tiles peaked 0.3-0.6 GiB higher).
+`derain` sets it for its own process (derain.cli.main); a program that calls `derain.load()` may call
+it too. README, "Speed".
 """
 from __future__ import annotations
 
