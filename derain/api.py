@@ -45,7 +45,7 @@ def load_network(path: str | Path | None = None, device: str | torch.device = "c
 
 def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
          overlap: int = 32, tta: bool = False, precision: str | None = None,
-         max_memory: int | str | None = None, rain_angle: float | None = None,
+         max_memory: int | str | None = None, rain_angle: float | str | None = None,
          scale: float | str = "auto", strength: float = 1.0) -> "Derainer":
     """Load a model (None or "bundled": the shipped model; a model directory; a training run
     directory) as a `Derainer`.
@@ -55,7 +55,8 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     tta: average the 4 flips that keep rain's direction. precision: "fp32", or "fp16"/"bf16" on a GPU,
     "bf16" on a CPU with bf16 instructions (AVX-512 BF16 or AMX). rain_angle: for rain blown off the
     vertical, its lean in degrees (positive: the top to the right, like /); the photo is turned upright for
-    the model, which knows rain within about 30 degrees of vertical (docs/model_history.md, session 36).
+    the model, which knows rain within about 30 degrees of vertical (docs/model_history.md, session 36);
+    "auto" turns a photo only where the model finds much more rain turned than upright (docs/inference.md).
     scale: the model works on the photo shrunk by this factor (1 or more) and only its change is enlarged
     back, for rain wider than it learnt (photos from a phone or camera at full size); "auto" (default): 1
     up to 1600 px on the long side, above it the factor that brings the long side to 1600 px.
@@ -64,8 +65,7 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     Bad tiling options raise here, not on the first image; tiles so small that overlap dominates
     give a warning.
     """
-    if rain_angle is not None and not -90 <= rain_angle <= 90:
-        raise DerainError(f"rain angle {rain_angle:g}: give degrees from vertical, -90 to 90 (positive leans like /)")
+    rain_angle = check_rain_angle(rain_angle)
     scale = check_scale(scale)
     if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength > 0):
         raise DerainError(f"strength {strength}: give a number above 0 (1: the model's own thresholds)")
@@ -81,6 +81,20 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     return Derainer(net, torch_device, tile=tile, overlap=overlap, tta=tta, autocast=amp,
                     max_memory=None if max_memory is None else parse_bytes(max_memory), rain_angle=rain_angle,
                     scale=scale, strength=strength)
+
+
+def check_rain_angle(angle: float | str | None) -> float | str | None:
+    """`angle` as None, "auto" or degrees from vertical in [-90, 90]; anything else is a one-line DerainError."""
+    if angle is None or angle == "auto":
+        return angle
+    try:
+        value = float(angle)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not -90 <= value <= 90:
+        shown = repr(angle) if isinstance(angle, str) else f"{value:g}"
+        raise DerainError(f"rain angle {shown}: give degrees from vertical, -90 to 90 (positive leans like /), or 'auto'")
+    return value
 
 
 def check_scale(scale: float | str) -> float | str:
@@ -119,7 +133,7 @@ class Derainer:
 
     def __init__(self, net: torch.nn.Module, device: torch.device, *, tile: int | None = None,
                  overlap: int = 32, tta: bool = False, autocast: torch.dtype | None = None,
-                 max_memory: int | None = None, rain_angle: float | None = None, scale: float | str = "auto",
+                 max_memory: int | None = None, rain_angle: float | str | None = None, scale: float | str = "auto",
                  strength: float = 1.0):
         self.net, self.device, self.rain_angle, self.scale, self.strength = net, device, rain_angle, scale, strength
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory

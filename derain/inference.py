@@ -22,6 +22,7 @@ import torch
 from derain.config import ModelConfig
 from derain.data.rain_bank import rain_angle, rain_layer
 from derain.errors import DerainError
+from derain.metrics.streaks import orientation_energy
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEFAULT_MAX_MEMORY = 1 << 30  # activation budget when neither a tile size nor a budget is given
@@ -32,6 +33,11 @@ ANGLE_SIDE = 1024  # px: the rain angle is found on the central ANGLE_SIDE² of 
 ANGLE_MIN = 32  # px: a photo narrower than this has no rain angle to find (the line kernels are 25 px): `shrink` only
 SCALE_SIDE = 1600  # px: `--scale auto` derains longer photos at this long side (their rain is wider than trained)
 SCALE_MIN = 32  # px: a working scale never shrinks the short side below this
+# `rain_angle="auto"` (docs/inference.md, "Rain blown off the vertical"; chosen on training photos, session 46)
+WIND_ANGLES = tuple(a for a in range(-85, 90, 5) if abs(a) >= 35)  # where the model's upright pass misses rain
+WIND_CROP = 384  # px: the central square both trial passes run on
+WIND_RATIO = 6.0  # the turned pass must change the crop this many times more than the upright one (squared)...
+WIND_FLOOR = 80.0  # ...and by more than this mean squared change, in grey levels²: rain, not a few scene lines
 
 
 # ---------------------------------------------------------------- devices and precision
@@ -413,6 +419,37 @@ def turn_back(change: torch.Tensor, degrees: float, size: tuple[int, int]) -> to
     return torch.nn.functional.grid_sample(change, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
 
 
+def wind_candidate(rgb: np.ndarray) -> float:
+    """The far-from-vertical angle (WIND_ANGLES) with the most oriented energy over the median of all
+    directions in a uint8 H×W×3 photo: where rain blown off the vertical would be, if there is any."""
+    angles = tuple(range(-85, 90, 5))
+    energy = orientation_energy(rgb, angles)
+    far = [i for i, a in enumerate(angles) if a in WIND_ANGLES]
+    return float(angles[max(far, key=lambda i: energy[i])])
+
+
+def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, strength: float = 1.0) -> float | None:
+    """`rain_angle="auto"` for one 1×3×H×W photo: the angle to turn it by, or None for upright. Two trial
+    passes on the central WIND_CROP² square, upright and turned by `wind_candidate`'s angle; the turned one
+    wins only if it changes the square WIND_RATIO times more and by more than WIND_FLOOR: the model finds
+    rain it knows once the photo is turned, not the few scene lines any turn makes upright."""
+    h, w = img.shape[-2:]
+    if min(h, w) < ANGLE_MIN:
+        return None
+    top, left = max(0, (h - WIND_CROP) // 2), max(0, (w - WIND_CROP) // 2)
+    crop = img[..., top:top + WIND_CROP, left:left + WIND_CROP]
+    rgb = (crop[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    with scipy.fft.set_workers(torch.get_num_threads()):
+        angle = wind_candidate(rgb)
+
+    def squared_change(degrees: float | None) -> float:
+        change = derain_tensor(forward, cfg, crop, rain_angle=degrees, tile=0, strength=strength).clamp_(0, 1) - crop
+        return float(change.mul_(255).square_().mean())
+
+    turned, upright = squared_change(angle), squared_change(None)
+    return angle if turned > WIND_FLOOR and turned > WIND_RATIO * upright else None
+
+
 # ---------------------------------------------------------------- working scale (--scale)
 
 def auto_scale(height: int, width: int) -> float:
@@ -439,7 +476,7 @@ def apply_change(img: torch.Tensor, change: torch.Tensor, cfg: ModelConfig) -> t
 
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
-                  dtype_bytes: int = 4, rain_angle: float | None = None, scale: float = 1.0,
+                  dtype_bytes: int = 4, rain_angle: float | str | None = None, scale: float = 1.0,
                   progress: Callable[[int, int], None] | None = None, strength: float = 1.0) -> torch.Tensor:
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
@@ -447,7 +484,8 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     times wider than it learnt reaches it at its own width, and only its change is enlarged (bicubic) and
     applied: the photo keeps its full-resolution detail. With `rain_angle` (degrees from vertical, positive
     like /), the photo is turned so its rain runs vertically, as the model knows it, and only the change it
-    makes there is turned back and applied. `strength` divides D_dr's thresholds (2: half the threshold, so
+    makes there is turned back and applied; "auto" finds it per photo (`find_rain_angle`), after any
+    `scale`. `strength` divides D_dr's thresholds (2: half the threshold, so
     fainter changes pass). `progress(done, total)` is called after each network pass over a
     tile (the whole image is one tile; `tta` makes four passes of each). Returns float32 on `img`'s device,
     not clipped."""
@@ -461,6 +499,10 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
         change = derain_tensor(forward, cfg, small, rain_angle=rain_angle, **options) - small
         change = torch.nn.functional.interpolate(change, size=size, mode="bicubic", align_corners=False)
         return apply_change(img, change, cfg)
+    if rain_angle == "auto":
+        outs = [derain_tensor(forward, cfg, one, rain_angle=find_rain_angle(forward, cfg, one, strength), **options)
+                for one in img.split(1)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
     if rain_angle:
         turned = turn_rain_upright(img, rain_angle)
         change = derain_tensor(forward, cfg, turned, **options) - turned

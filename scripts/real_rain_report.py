@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter, grey_opening
 
-from derain.cli.run import TTA_HELP
+from derain.cli.run import TTA_HELP, rain_angle_option
 from derain.data.layouts import list_images, list_pairs, load_pair_uint8
 from derain.data.rain_bank import rain_layer
 from derain.imageio import read_image_uint8
@@ -183,11 +183,11 @@ def summary(name: str, a: np.ndarray) -> str:
 
 
 def report(model_name: str, photos: dict[Path, str], tta: bool = False, layer: float | None = None,
-           scale: str = "auto", strength: float = 1.0) -> None:
+           scale: str = "auto", strength: float = 1.0, rain_angle: float | str | None = None) -> None:
     import derain
 
     model = (layer_reference(layer) if layer is not None
-             else derain.load(model_name, tta=tta, scale=scale, strength=strength))
+             else derain.load(model_name, tta=tta, scale=scale, strength=strength, rain_angle=rain_angle))
     rows = []
     for path in photos:
         rainy = read_image_uint8(path)
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
     parser.add_argument("--strength", type=float, default=1.0, help="derain run --strength [default: 1]")
     parser.add_argument("--scale", default="auto", help="derain at 1/K of each photo's size (derain run --scale) [default: auto]")
+    parser.add_argument("--rain-angle", type=rain_angle_option, help="derain run --rain-angle [default: off]")
     parser.add_argument("--layer", type=float, metavar="G",
                         help="score no model: take G × each photo's own rain layer away (a morphological baseline)")
     parser.add_argument("--validate", action="store_true")
@@ -228,7 +229,7 @@ def main() -> None:
     if args.regions:
         return regions(args.suite, args.model, args.layer)
     photos = read_split(args.rainy, args.split) if args.split else dict.fromkeys(list_images(args.rainy)[:args.n], "")
-    report(args.model, photos, args.tta, args.layer, args.scale, args.strength)
+    report(args.model, photos, args.tta, args.layer, args.scale, args.strength, args.rain_angle)
 
 
 if __name__ == "__main__":

@@ -299,6 +299,9 @@ def test_suite_command_writes_the_report(clean_photos, tmp_path, tiny_model_dir,
                  str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "turned")]) == 0
     turned = json.loads((tmp_path / "turned" / "summary.json").read_text())
     assert turned["rain_angle"] == 45 and turned["families"] != summary["families"]
+    assert main(["suite", "--model", tiny_model_dir, "--rain-angle", "auto", "--clean", str(clean_photos), "--dir",
+                 str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "auto")]) == 0
+    assert json.loads((tmp_path / "auto" / "summary.json").read_text())["rain_angle"] == "auto"
     assert main(["suite", "--model", tiny_model_dir, "--strength", "2", "--clean", str(clean_photos), "--dir",
                  str(tmp_path / "s"), "--crop", "32", "--out", str(tmp_path / "strong")]) == 0
     assert json.loads((tmp_path / "strong" / "summary.json").read_text())["strength"] == 2

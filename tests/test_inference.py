@@ -489,6 +489,8 @@ def test_rain_angle_out_of_range_is_refused():
 
     with pytest.raises(DerainError, match="rain angle 120: give degrees from vertical, -90 to 90"):
         derain.load(rain_angle=120)
+    with pytest.raises(DerainError, match="rain angle 'sideways': give degrees from vertical, -90 to 90 .*, or 'auto'"):
+        derain.load(rain_angle="sideways")
 
 
 # ---- rain wider than the model learnt (--scale) ----

@@ -448,6 +448,7 @@ def test_skipped_outputs_are_named_and_other_options_are_reported(tmp_path, tiny
     (["--strength", "0"], "strength 0.0: give a number above 0"),
     (["--quality", "101"], "--quality 101: give 1 to 100"),
     (["--rain-angle", "120"], "rain angle 120: give degrees from vertical, -90 to 90"),
+    (["--rain-angle", "nan"], "rain angle nan: give degrees from vertical, -90 to 90"),
     (["--scale", "0.5"], "scale 0.5: give 'auto' or a factor of 1 or more"),
     (["--scale", "half"], "scale half: give 'auto' or a factor of 1 or more"),
 ])
@@ -471,6 +472,15 @@ def test_rain_angle_and_scale_are_recorded_and_a_photo_the_model_leaves_alone_is
     assert np.array_equal(np.asarray(Image.open(out / "a.png")), PIXELS)
     record = json.loads((out / ".derain-run.json").read_text())
     assert record["options"][0]["rain_angle"] == 55.0 and record["options"][0]["scale"] == 2.0
+    assert run(identity_model, src, "-o", out, "--rain-angle", "auto", "--overwrite") == 0
+    assert np.array_equal(np.asarray(Image.open(out / "a.png")), PIXELS)
+    assert json.loads((out / ".derain-run.json").read_text())["options"][-1]["rain_angle"] == "auto"
+
+
+def test_a_rain_angle_that_is_neither_degrees_nor_auto_is_a_usage_error(tmp_path, tiny_model_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(tiny_model_dir, tmp_path, "--rain-angle", "sideways")
+    assert exit_info.value.code == 2 and "'sideways': give degrees from vertical or 'auto'" in capsys.readouterr().err
 
 
 def test_a_budget_that_forces_small_tiles_is_warned_about_once(tmp_path, tiny_model_dir, capsys):
@@ -535,9 +545,9 @@ def test_help_has_examples(capsys):
         main(["run", "--help"])
     help_text = capsys.readouterr().out
     examples = help_text.split("examples:", 1)[1].strip().splitlines()
-    assert len(examples) == 4 and all(line.strip().startswith("derain run ") for line in examples)
+    assert len(examples) == 5 and all(line.strip().startswith("derain run ") for line in examples)
     assert " -o " not in examples[0] and "derained/photo.jpg" in examples[0]
-    assert "--threads" in examples[2] and "--rain-angle -55" in examples[3]
+    assert "--threads" in examples[2] and "--rain-angle -55" in examples[3] and "--rain-angle auto" in examples[4]
     assert "[default: derained/ in the current directory]" in " ".join(help_text.split())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from derain.cli.run import MODEL_HELP, STRENGTH_HELP, TTA_HELP
+from derain.cli.run import MODEL_HELP, STRENGTH_HELP, TTA_HELP, rain_angle_option
 from derain.errors import DerainError
 
 EXAMPLES = """examples:
@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--strength", type=float, metavar="S", help=f"with --model: {STRENGTH_HELP}")
     p.add_argument("--scale", metavar="K", help="with --model: derain at 1/K of each image's size, as derain run "
                                                 "--scale does [default: auto, 1 up to 1600 px on the long side]")
+    p.add_argument("--rain-angle", type=rain_angle_option, metavar="DEG|auto",
+                   help="with --model: turn each image for the model, as derain run --rain-angle does")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="report folder [default: results/eval-<name of the data folder>]")
     p.set_defaults(func=run)
@@ -55,7 +57,7 @@ def run(args) -> int:
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
     scale = args.scale or "auto"
     strength = 1.0 if args.strength is None else args.strength
-    model = _load_model(args.model, args.tta, scale, strength) if args.model else None
+    model = _load_model(args.model, args.tta, scale, strength, args.rain_angle) if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -76,6 +78,7 @@ def run(args) -> int:
         "model": args.model or ("none (rainy inputs scored)" if args.data else None),
         "scale": scale if args.model else None,
         "strength": strength if args.model else None,
+        "rain_angle": args.rain_angle if args.model else None,
         "clean": args.clean,
         "images": len(rows),
         "protocol": protocol,
@@ -108,14 +111,17 @@ def _check_combination(args) -> None:
         raise DerainError("--scale runs a model; it needs --model")
     if args.strength is not None and not args.model:
         raise DerainError("--strength runs a model; it needs --model")
+    if args.rain_angle is not None and not args.model:
+        raise DerainError("--rain-angle runs a model; it needs --model")
 
 
-def _load_model(spec: str, tta: bool = False, scale: str = "auto", strength: float = 1.0):
+def _load_model(spec: str, tta: bool = False, scale: str = "auto", strength: float = 1.0,
+                rain_angle: float | str | None = None):
     import derain
     from derain.console import warnings_as_lines
 
     with warnings_as_lines():
-        return derain.load(spec, tta=tta, scale=scale, strength=strength)
+        return derain.load(spec, tta=tta, scale=scale, strength=strength, rain_angle=rain_angle)
 
 
 def _markdown(summary: dict, ev) -> str:

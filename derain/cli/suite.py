@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from derain.cli.run import STRENGTH_HELP, TTA_HELP
+from derain.cli.run import STRENGTH_HELP, TTA_HELP, rain_angle_option
 
 EXAMPLES = """examples:
   derain suite                                   # the bundled model on ../shared/data/clean's held-out photos
@@ -32,9 +32,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="rain seed [default: 0]")
     p.add_argument("--crop", type=int, default=384, help="central crop of each photo, pixels [default: 384]")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
-    p.add_argument("--rain-angle", type=float, metavar="DEG",
+    p.add_argument("--rain-angle", type=rain_angle_option, metavar="DEG|auto",
                    help="turn every photo by DEG for the model, as derain run --rain-angle does (what it costs where "
-                        "the rain is upright, and on clean photos)")
+                        "the rain is upright, and on clean photos); 'auto' lets the model choose per photo")
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help=STRENGTH_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="report folder [default: results/suite-<model folder name>[-tta][-turnedDEG][-strengthS]]")
@@ -56,7 +56,8 @@ def run(args) -> int:
                                                               strength=args.strength)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
-    turned = "" if args.rain_angle is None else f"-turned{args.rain_angle:g}"
+    angle = args.rain_angle
+    turned = "" if angle is None else f"-turned{angle}" if isinstance(angle, str) else f"-turned{angle:g}"
     stronger = "" if args.strength == 1 else f"-strength{args.strength:g}"
     out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}{turned}{stronger}"
     ev.write_csv(out / "scores.csv", rows)
