@@ -13,9 +13,10 @@ and the range.
     python benchmarks/bench_infer.py --device cuda [--precision bf16]   # a GPU: peak GPU memory instead of RSS
     python benchmarks/bench_infer.py --scale auto      # as derain run does by default: photos over 1600 px derained smaller
     python benchmarks/bench_infer.py --malloc-default  # glibc's malloc as a program gets it, not as derain run sets it
+    python benchmarks/bench_infer.py --rain-angle 0    # every photo upright: without --rain-angle auto's trial pass
 
 --scale defaults to 1 here (the network on every pixel, the figures the README has always given), where
-`derain run` defaults to auto.
+`derain run` defaults to auto. --rain-angle defaults to auto, as in `derain run` (session 46 on).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from derain.cli.run import rain_angle_option
 
 SIZES = {"0.25 MP": (500, 500), "1 MP": (1000, 1000), "8.3 MP (3840×2160)": (2160, 3840)}
 
@@ -92,7 +95,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="fp16/bf16 autocast on a GPU; bf16 on a CPU that has it")
     parser.add_argument("--tile", type=int, help="tile side; default: from the memory budget")
     parser.add_argument("--max-memory", help="activation budget, e.g. 512MB [default: 1GiB]")
-    parser.add_argument("--rain-angle", type=float, help="time derain run --rain-angle DEG (the photo turned upright)")
+    parser.add_argument("--rain-angle", type=rain_angle_option, default="auto",
+                        help="as derain run --rain-angle: auto (a trial pass decides), DEG (turned) or 0 (upright) [default: auto]")
     parser.add_argument("--scale", default="1", help="derain at 1/K of each size, or 'auto' as derain run does [default: 1]")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
     parser.add_argument("--malloc-default", action="store_true",

@@ -45,7 +45,7 @@ def load_network(path: str | Path | None = None, device: str | torch.device = "c
 
 def load(path: str | Path | None = None, device: str | None = None, tile: int | None = None,
          overlap: int = 32, tta: bool = False, precision: str | None = None,
-         max_memory: int | str | None = None, rain_angle: float | str | None = None,
+         max_memory: int | str | None = None, rain_angle: float | str | None = "auto",
          scale: float | str = "auto", strength: float = 1.0) -> "Derainer":
     """Load a model (None or "bundled": the shipped model; a model directory; a training run
     directory) as a `Derainer`.
@@ -56,7 +56,8 @@ def load(path: str | Path | None = None, device: str | None = None, tile: int | 
     "bf16" on a CPU with bf16 instructions (AVX-512 BF16 or AMX). rain_angle: for rain blown off the
     vertical, its lean in degrees (positive: the top to the right, like /); the photo is turned upright for
     the model, which knows rain within about 30 degrees of vertical (docs/model_history.md, session 36);
-    "auto" turns a photo only where the model finds much more rain turned than upright (docs/inference.md).
+    "auto" (default) turns a photo only where the model finds far more rain turned than upright
+    (docs/inference.md, "Rain blown off the vertical"); None or 0 keeps every photo upright.
     scale: the model works on the photo shrunk by this factor (1 or more) and only its change is enlarged
     back, for rain wider than it learnt (photos from a phone or camera at full size); "auto" (default): 1
     up to 1600 px on the long side, above it the factor that brings the long side to 1600 px.
@@ -133,7 +134,7 @@ class Derainer:
 
     def __init__(self, net: torch.nn.Module, device: torch.device, *, tile: int | None = None,
                  overlap: int = 32, tta: bool = False, autocast: torch.dtype | None = None,
-                 max_memory: int | None = None, rain_angle: float | str | None = None, scale: float | str = "auto",
+                 max_memory: int | None = None, rain_angle: float | str | None = "auto", scale: float | str = "auto",
                  strength: float = 1.0):
         self.net, self.device, self.rain_angle, self.scale, self.strength = net, device, rain_angle, scale, strength
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory

@@ -35,8 +35,8 @@ SCALE_SIDE = 1600  # px: `--scale auto` derains longer photos at this long side 
 SCALE_MIN = 32  # px: a working scale never shrinks the short side below this
 # `rain_angle="auto"` (docs/inference.md, "Rain blown off the vertical"; chosen on training photos, session 46)
 WIND_ANGLES = tuple(a for a in range(-85, 90, 5) if abs(a) >= 35)  # where the model's upright pass misses rain
-WIND_CROP = 384  # px: the central square both trial passes run on
-WIND_RATIO = 6.0  # the turned pass must change the crop this many times more than the upright one (squared)...
+WIND_CROP = 384  # px: the central square the turned trial pass runs on, and the two are compared on
+WIND_RATIO = 6.0  # the turned pass must change the square this many times more than the upright one (squared)...
 WIND_FLOOR = 80.0  # ...and by more than this mean squared change, in grey levels²: rain, not a few scene lines
 
 
@@ -428,26 +428,25 @@ def wind_candidate(rgb: np.ndarray) -> float:
     return float(angles[max(far, key=lambda i: energy[i])])
 
 
-def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, strength: float = 1.0) -> float | None:
-    """`rain_angle="auto"` for one 1×3×H×W photo: the angle to turn it by, or None for upright. Two trial
-    passes on the central WIND_CROP² square, upright and turned by `wind_candidate`'s angle; the turned one
-    wins only if it changes the square WIND_RATIO times more and by more than WIND_FLOOR: the model finds
-    rain it knows once the photo is turned, not the few scene lines any turn makes upright."""
+def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, upright: torch.Tensor,
+                    strength: float = 1.0) -> float | None:
+    """`rain_angle="auto"` for one 1×3×H×W photo and its upright output: the angle to turn it by, or None.
+    On the central WIND_CROP² square, a trial pass turned by `wind_candidate`'s angle wins only if it changes
+    the square WIND_RATIO times more than the upright output does, and by more than WIND_FLOOR: the model
+    finds rain it knows once the photo is turned, not the few scene lines any turn makes upright."""
     h, w = img.shape[-2:]
     if min(h, w) < ANGLE_MIN:
         return None
     top, left = max(0, (h - WIND_CROP) // 2), max(0, (w - WIND_CROP) // 2)
-    crop = img[..., top:top + WIND_CROP, left:left + WIND_CROP]
+    square = (..., slice(top, top + WIND_CROP), slice(left, left + WIND_CROP))
+    crop = img[square]
     rgb = (crop[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     with scipy.fft.set_workers(torch.get_num_threads()):
         angle = wind_candidate(rgb)
-
-    def squared_change(degrees: float | None) -> float:
-        change = derain_tensor(forward, cfg, crop, rain_angle=degrees, tile=0, strength=strength).clamp_(0, 1) - crop
-        return float(change.mul_(255).square_().mean())
-
-    turned, upright = squared_change(angle), squared_change(None)
-    return angle if turned > WIND_FLOOR and turned > WIND_RATIO * upright else None
+    turned = derain_tensor(forward, cfg, crop, rain_angle=angle, tile=0, strength=strength).clamp_(0, 1) - crop
+    turned_change = float(turned.mul_(255).square_().mean())
+    upright_change = float((upright[square].clamp(0, 1) - crop).mul_(255).square_().mean())
+    return angle if turned_change > WIND_FLOOR and turned_change > WIND_RATIO * upright_change else None
 
 
 # ---------------------------------------------------------------- working scale (--scale)
@@ -499,9 +498,12 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
         change = derain_tensor(forward, cfg, small, rain_angle=rain_angle, **options) - small
         change = torch.nn.functional.interpolate(change, size=size, mode="bicubic", align_corners=False)
         return apply_change(img, change, cfg)
-    if rain_angle == "auto":
-        outs = [derain_tensor(forward, cfg, one, rain_angle=find_rain_angle(forward, cfg, one, strength), **options)
-                for one in img.split(1)]
+    if rain_angle == "auto":  # upright first; turned again only where find_rain_angle says so
+        outs = []
+        for one in img.split(1):
+            out = derain_tensor(forward, cfg, one, **options)
+            angle = find_rain_angle(forward, cfg, one, out, strength)
+            outs.append(out if angle is None else derain_tensor(forward, cfg, one, rain_angle=angle, **options))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
     if rain_angle:
         turned = turn_rain_upright(img, rain_angle)

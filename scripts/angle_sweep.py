@@ -5,6 +5,9 @@ vertical gains nothing on rain blown further over (docs/model_history.md, "Rain 
     python scripts/angle_sweep.py --model bundled [--photos 12] [--crop 256] [--angles 0 15 30 40 50 60 75]
     python scripts/angle_sweep.py --model bundled --told 0 10 -10   # also told the angle (derain run --rain-angle),
                                                                    # off by 0, +10 and -10 degrees (away from vertical: +)
+    python scripts/angle_sweep.py --model bundled --auto            # also with --rain-angle auto, derain run's default
+
+The first rows keep every photo upright (--rain-angle 0).
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from derain.suite import center_crop, suite_photos
 
 def sweep(model, photos, angles, families=("light", "heavy"), crop=256, seed=7, told=None):
     """{(family, angle): per-photo gains in dB}, each photo's rain drawn from [seed, angle, photo index]. With
-    `told`, the model is given each photo's rain angle that many degrees further from vertical (--rain-angle)."""
+    `told`, the model is given each photo's rain angle that many degrees further from vertical (--rain-angle);
+    told="auto" lets it find the angle itself."""
     cleans = [center_crop(read_image_uint8(photo), crop) for photo in photos]
     gains = {}
     for angle in angles:
@@ -33,7 +37,8 @@ def sweep(model, photos, angles, families=("light", "heavy"), crop=256, seed=7, 
                 turned = {**params, "angle": float(angle if i % 2 else -angle)}
                 rainy, _ = synthesize(clean / 255.0, synthesis_model, np.random.default_rng([seed, int(round(angle)), i]), **turned)
                 rainy = np.round(np.clip(rainy, 0, 1) * 255).astype(np.uint8)
-                model.rain_angle = None if told is None else turned["angle"] + np.sign(turned["angle"]) * told
+                model.rain_angle = (told if told in (None, "auto")
+                                    else turned["angle"] + np.sign(turned["angle"]) * told)
                 row.append(psnr(model(rainy), clean) - psnr(rainy, clean))
             gains[family, angle] = np.array(row)
     return gains
@@ -48,13 +53,14 @@ def main() -> None:
     p.add_argument("--angles", type=float, nargs="+", default=[0, 15, 30, 40, 50, 60, 75])
     p.add_argument("--told", type=float, nargs="*", default=[], metavar="ERR",
                    help="also rows where the model is told the angle, off by ERR degrees (away from vertical: +)")
+    p.add_argument("--auto", action="store_true", help="also rows with --rain-angle auto (the model finds the angle)")
     args = p.parse_args()
     model, photos = derain.load(args.model), suite_photos(args.clean)[:args.photos]
     print("| angle from vertical | " + " | ".join(f"{a:g}°" for a in args.angles) + " |")
     print("|---" * (len(args.angles) + 1) + "|")
-    for told in [None, *args.told]:
+    for told in [None, *args.told, *(["auto"] if args.auto else [])]:
         gains = sweep(model, photos, args.angles, crop=args.crop, told=told)
-        how = "" if told is None else f", told the angle {told:+g}°"
+        how = "" if told is None else ", --rain-angle auto" if told == "auto" else f", told the angle {told:+g}°"
         for family in ("light", "heavy"):
             cells = [f"{gains[family, a].mean():+.2f} ({np.mean(gains[family, a] < 0):.0%})" for a in args.angles]
             print(f"| {family}{how}: gain (share worse) | " + " | ".join(cells) + " |", flush=True)

@@ -183,7 +183,7 @@ def summary(name: str, a: np.ndarray) -> str:
 
 
 def report(model_name: str, photos: dict[Path, str], tta: bool = False, layer: float | None = None,
-           scale: str = "auto", strength: float = 1.0, rain_angle: float | str | None = None) -> None:
+           scale: str = "auto", strength: float = 1.0, rain_angle: float | str | None = "auto") -> None:
     import derain
 
     model = (layer_reference(layer) if layer is not None
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
     parser.add_argument("--strength", type=float, default=1.0, help="derain run --strength [default: 1]")
     parser.add_argument("--scale", default="auto", help="derain at 1/K of each photo's size (derain run --scale) [default: auto]")
-    parser.add_argument("--rain-angle", type=rain_angle_option, help="derain run --rain-angle [default: off]")
+    parser.add_argument("--rain-angle", type=rain_angle_option, default="auto", help="derain run --rain-angle [default: auto]")
     parser.add_argument("--layer", type=float, metavar="G",
                         help="score no model: take G × each photo's own rain layer away (a morphological baseline)")
     parser.add_argument("--validate", action="store_true")

@@ -62,9 +62,10 @@ def fake_model(monkeypatch):
     """Stand in for `derain.load`: a 'model' that brightens by one level, recording what it loaded."""
     loaded = []
 
-    def load(spec=None, tta=False, scale="auto", strength=1.0):
+    def load(spec=None, tta=False, scale="auto", strength=1.0, rain_angle="auto"):
         loaded.append((spec + " with tta" if tta else spec) + ("" if scale == "auto" else f" at scale {scale}")
-                      + ("" if strength == 1 else f" at strength {strength:g}"))
+                      + ("" if strength == 1 else f" at strength {strength:g}")
+                      + ("" if rain_angle == "auto" else f" at rain angle {rain_angle:g}"))
         return lambda image: np.clip(image.astype(np.int16) + 1, 0, 255).astype(np.uint8)
 
     monkeypatch.setattr(derain, "load", load, raising=False)
@@ -179,6 +180,13 @@ class TestEval:
         assert main(["eval", "--model", "m", "--strength", "1.5", "--data", str(dataset), "--out", str(tmp_path)]) == 0
         assert fake_model == ["m at strength 1.5"] and _read_json(tmp_path / "summary.json")["strength"] == 1.5
 
+    def test_rain_angle_reaches_the_model_and_the_summary(self, dataset, tmp_path, fake_model):
+        assert main(["eval", "--model", "m", "--data", str(dataset), "--out", str(tmp_path / "a")]) == 0
+        assert main(["eval", "--model", "m", "--rain-angle", "0", "--data", str(dataset), "--out", str(tmp_path / "b")]) == 0
+        assert fake_model == ["m", "m at rain angle 0"]
+        assert _read_json(tmp_path / "a" / "summary.json")["rain_angle"] == "auto"
+        assert _read_json(tmp_path / "b" / "summary.json")["rain_angle"] == 0
+
     def test_unpaired_rain_gets_niqe_of_input_and_output(self, dataset, tmp_path, fake_model):
         assert main(["eval", "--rainy", str(dataset / "input"), "--model", "m", "--out", str(tmp_path)]) == 0
         rows = _read_csv(tmp_path / "scores.csv")
@@ -191,6 +199,7 @@ class TestEval:
         (["--data", "{data}", "--save", "x"], "--save writes model outputs"),
         (["--data", "{data}", "--tta"], "--tta runs a model"),
         (["--data", "{data}", "--scale", "2"], "--scale runs a model"),
+        (["--data", "{data}", "--rain-angle", "0"], "--rain-angle runs a model"),
         (["--data", "{data}", "--metrics", "lpips"], "choose from psnr, ssim, niqe"),
         (["--data", "{data}/missing"], "folder not found"),
     ])

@@ -547,7 +547,7 @@ def test_help_has_examples(capsys):
     examples = help_text.split("examples:", 1)[1].strip().splitlines()
     assert len(examples) == 5 and all(line.strip().startswith("derain run ") for line in examples)
     assert " -o " not in examples[0] and "derained/photo.jpg" in examples[0]
-    assert "--threads" in examples[2] and "--rain-angle -55" in examples[3] and "--rain-angle auto" in examples[4]
+    assert "--threads" in examples[2] and "--rain-angle -55" in examples[3] and "--rain-angle 0" in examples[4]
     assert "[default: derained/ in the current directory]" in " ".join(help_text.split())
 
 

@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--scale", metavar="K", help="with --model: derain at 1/K of each image's size, as derain run "
                                                 "--scale does [default: auto, 1 up to 1600 px on the long side]")
     p.add_argument("--rain-angle", type=rain_angle_option, metavar="DEG|auto",
-                   help="with --model: turn each image for the model, as derain run --rain-angle does")
+                   help="with --model: turn each image for the model, as derain run --rain-angle does; 0 keeps "
+                        "them upright [default: auto, as derain run]")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="report folder [default: results/eval-<name of the data folder>]")
     p.set_defaults(func=run)
@@ -57,7 +58,8 @@ def run(args) -> int:
     niqe_model = ev.load_niqe_model(args.niqe_params) if "niqe" in metrics else None
     scale = args.scale or "auto"
     strength = 1.0 if args.strength is None else args.strength
-    model = _load_model(args.model, args.tta, scale, strength, args.rain_angle) if args.model else None
+    rain_angle = "auto" if args.rain_angle is None else args.rain_angle
+    model = _load_model(args.model, args.tta, scale, strength, rain_angle) if args.model else None
 
     if args.data:
         from derain.data import list_pairs
@@ -78,7 +80,7 @@ def run(args) -> int:
         "model": args.model or ("none (rainy inputs scored)" if args.data else None),
         "scale": scale if args.model else None,
         "strength": strength if args.model else None,
-        "rain_angle": args.rain_angle if args.model else None,
+        "rain_angle": rain_angle if args.model else None,
         "clean": args.clean,
         "images": len(rows),
         "protocol": protocol,
@@ -116,7 +118,7 @@ def _check_combination(args) -> None:
 
 
 def _load_model(spec: str, tta: bool = False, scale: str = "auto", strength: float = 1.0,
-                rain_angle: float | str | None = None):
+                rain_angle: float | str | None = "auto"):
     import derain
     from derain.console import warnings_as_lines
 

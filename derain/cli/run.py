@@ -28,7 +28,7 @@ EXAMPLES = """examples:
   derain run photos/ -o derained/                  # the images directly inside photos/
   derain run trip/ -r -o derained/ --threads 1     # the whole tree, on one CPU thread
   derain run storm.jpg -o derained/ --rain-angle -55   # rain blown 55 degrees over, tops leaning left (\\)
-  derain run storm.jpg -o derained/ --rain-angle auto  # let the model find rain blown off the vertical
+  derain run storm.jpg -o derained/ --rain-angle 0     # keep the photo upright (no trial pass)
 """
 
 
@@ -76,11 +76,11 @@ def add_inference_options(p) -> None:
                                                         "e.g. 2GB [default: 1GiB]")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help=STRENGTH_HELP)
-    p.add_argument("--rain-angle", type=rain_angle_option, metavar="DEG|auto",
+    p.add_argument("--rain-angle", type=rain_angle_option, default="auto", metavar="DEG|auto",
                    help="rain blown more than about 35 degrees off the vertical: its lean in degrees (positive: "
                         "the top to the right, like /; within 15 of the truth is enough). The photo is turned so the rain runs "
                         "vertically, as the model knows it. 'auto': turned only where the model finds far more rain "
-                        "turned than upright (two trial passes on a 384 px square) [default: off]")
+                        "turned than upright (a trial pass on a 384 px square); 0: every photo upright [default: auto]")
     p.add_argument("--scale", default="auto", metavar="K",
                    help="derain at 1/K of the photo's size and enlarge only the change, for rain K times wider than "
                         "the model learnt (full-size phone or camera photos); the output keeps the photo's size and "

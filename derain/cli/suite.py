@@ -32,9 +32,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="rain seed [default: 0]")
     p.add_argument("--crop", type=int, default=384, help="central crop of each photo, pixels [default: 384]")
     p.add_argument("--tta", action="store_true", help=TTA_HELP)
-    p.add_argument("--rain-angle", type=rain_angle_option, metavar="DEG|auto",
+    p.add_argument("--rain-angle", type=rain_angle_option, default="auto", metavar="DEG|auto",
                    help="turn every photo by DEG for the model, as derain run --rain-angle does (what it costs where "
-                        "the rain is upright, and on clean photos); 'auto' lets the model choose per photo")
+                        "the rain is upright, and on clean photos); 0 keeps them upright [default: auto, as derain run]")
     p.add_argument("--strength", type=float, default=1.0, metavar="S", help=STRENGTH_HELP)
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="report folder [default: results/suite-<model folder name>[-tta][-turnedDEG][-strengthS]]")
@@ -48,7 +48,7 @@ def run(args) -> int:
     from derain.errors import DerainError
     from derain.suite import NO_RAIN_FLOOR_DB, ensure_suite, made_worse, score_suite, summarize, summary_table
 
-    if (args.tta or args.rain_angle is not None or args.strength != 1) and args.model == "none":
+    if (args.tta or args.rain_angle != "auto" or args.strength != 1) and args.model == "none":
         raise DerainError("--tta, --rain-angle and --strength run a model; they do not apply to --model none")
     suite_dir = ensure_suite(args.clean, args.dir, seed=args.seed, crop=args.crop)
     with warnings_as_lines():
@@ -56,8 +56,7 @@ def run(args) -> int:
                                                               strength=args.strength)
     rows = score_suite(model, suite_dir)
     summary = summarize(rows)
-    angle = args.rain_angle
-    turned = "" if angle is None else f"-turned{angle}" if isinstance(angle, str) else f"-turned{angle:g}"
+    turned = "" if args.rain_angle == "auto" else f"-turned{args.rain_angle:g}"
     stronger = "" if args.strength == 1 else f"-strength{args.strength:g}"
     out = args.out or Path("results") / f"suite-{Path(args.model).name}{'-tta' if args.tta else ''}{turned}{stronger}"
     ev.write_csv(out / "scores.csv", rows)
