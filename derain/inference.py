@@ -420,12 +420,9 @@ def turn_back(change: torch.Tensor, degrees: float, size: tuple[int, int]) -> to
 
 
 def wind_candidate(rgb: np.ndarray) -> float:
-    """The far-from-vertical angle (WIND_ANGLES) with the most oriented energy over the median of all
-    directions in a uint8 H×W×3 photo: where rain blown off the vertical would be, if there is any."""
-    angles = tuple(range(-85, 90, 5))
-    energy = orientation_energy(rgb, angles)
-    far = [i for i, a in enumerate(angles) if a in WIND_ANGLES]
-    return float(angles[max(far, key=lambda i: energy[i])])
+    """The angle of WIND_ANGLES along which a uint8 H×W×3 photo has the most oriented fine detail
+    (`orientation_energy`): where rain blown off the vertical would be, if there is any."""
+    return float(WIND_ANGLES[int(np.argmax(orientation_energy(rgb, WIND_ANGLES)))])
 
 
 def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, upright: torch.Tensor,

@@ -484,6 +484,31 @@ def test_rain_angle_shows_the_model_the_rain_upright(strong_tiny):
     assert angle_error(streak_angle(seen[1], np.zeros_like(seen[1])), 0.0) > 60
 
 
+@pytest.mark.parametrize("angle", [55.0, -65.0, 40.0])
+def test_wind_candidate_is_the_angle_of_streaks_blown_off_the_vertical(angle):
+    """On a smooth scene with light linear rain at a known angle (the synthesiser's: the oracle), the candidate is
+    within one 5° step of it."""
+    from derain.data.synthesis import synthesize
+    from derain.inference import wind_candidate
+
+    yy, xx = np.mgrid[0:256, 0:256] / 255.0
+    scene = np.stack([0.3 + 0.3 * yy, 0.4 + 0.2 * xx, 0.5 * np.ones_like(xx)], -1)
+    rainy, _ = synthesize(scene, "linear", np.random.default_rng(0), angle=angle)
+    assert abs(wind_candidate((np.clip(rainy, 0, 1) * 255).round().astype(np.uint8)) - angle) <= 5
+
+
+def test_auto_rain_angle_never_turns_for_a_change_that_is_the_same_either_way(strong_tiny):
+    """A 'model' that darkens every pixel alike changes the square as much turned as upright, so it stays upright;
+    one that changes nothing is never turned either."""
+    from derain.inference import find_rain_angle
+
+    img = torch.rand(1, 3, 120, 150)
+    for forward in (lambda x, t: x - 0.1, lambda x, t: x.clone()):
+        upright = derain_tensor(forward, strong_tiny.config, img)
+        assert find_rain_angle(forward, strong_tiny.config, img, upright) is None
+        assert torch.equal(derain_tensor(forward, strong_tiny.config, img, rain_angle="auto"), upright)
+
+
 def test_rain_angle_out_of_range_is_refused():
     import derain
 
