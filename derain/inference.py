@@ -426,11 +426,12 @@ def wind_candidate(rgb: np.ndarray) -> float:
 
 
 def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, upright: torch.Tensor,
-                    strength: float = 1.0) -> float | None:
+                    **trial) -> float | None:
     """`rain_angle="auto"` for one 1×3×H×W photo and its upright output: the angle to turn it by, or None.
     On the central WIND_CROP² square, a trial pass turned by `wind_candidate`'s angle wins only if it changes
     the square WIND_RATIO times more than the upright output does, and by more than WIND_FLOOR: the model
-    finds rain it knows once the photo is turned, not the few scene lines any turn makes upright."""
+    finds rain it knows once the photo is turned, not the few scene lines any turn makes upright. `trial`:
+    derain_tensor's tiling, memory and strength options for the trial pass."""
     h, w = img.shape[-2:]
     if min(h, w) < ANGLE_MIN:
         return None
@@ -440,7 +441,7 @@ def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, uprig
     rgb = (crop[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     with scipy.fft.set_workers(torch.get_num_threads()):
         angle = wind_candidate(rgb)
-    turned = derain_tensor(forward, cfg, crop, rain_angle=angle, tile=0, strength=strength).clamp_(0, 1) - crop
+    turned = derain_tensor(forward, cfg, crop, rain_angle=angle, **trial).clamp_(0, 1) - crop
     turned_change = float(turned.mul_(255).square_().mean())
     upright_change = float((upright[square].clamp(0, 1) - crop).mul_(255).square_().mean())
     return angle if turned_change > WIND_FLOOR and turned_change > WIND_RATIO * upright_change else None
@@ -499,7 +500,8 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
         outs = []
         for one in img.split(1):
             out = derain_tensor(forward, cfg, one, **options)
-            angle = find_rain_angle(forward, cfg, one, out, strength)
+            angle = find_rain_angle(forward, cfg, one, out, **{k: v for k, v in options.items()
+                                                               if k not in ("tta", "progress")})
             outs.append(out if angle is None else derain_tensor(forward, cfg, one, rain_angle=angle, **options))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
     if rain_angle:

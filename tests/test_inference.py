@@ -509,6 +509,19 @@ def test_auto_rain_angle_never_turns_for_a_change_that_is_the_same_either_way(st
         assert torch.equal(derain_tensor(forward, strong_tiny.config, img, rain_angle="auto"), upright)
 
 
+def test_auto_rain_angle_tiles_its_trial_pass_as_asked(strong_tiny):
+    """The trial pass (a turned square of up to 384², here the whole 200 × 300 photo's 200² centre, about 280² once
+    turned) is tiled like the photo itself: with --tile 64 no network pass sees a side of 128 px or more."""
+    sides = []
+
+    def forward(x, t):
+        sides.append(max(x.shape[-2:]))
+        return x - 0.05 * x.mean()
+
+    derain_tensor(forward, strong_tiny.config, torch.rand(1, 3, 200, 300), rain_angle="auto", tile=64, overlap=16)
+    assert len(sides) > 12 and max(sides) < 128
+
+
 def test_rain_angle_out_of_range_is_refused():
     import derain
 
