@@ -140,6 +140,7 @@ class Derainer:
         self.tile, self.overlap, self.tta, self.max_memory = tile, overlap, tta, max_memory
         self.autocast = autocast
         self.progress: Callable[[int, int], None] | None = None  # called as (tiles done, tiles) within an image
+        self.found_angle: float | None = None  # with rain_angle "auto": the angle the last image was turned by
         self._forward = model_forward(net, device, autocast)
 
     @property
@@ -163,11 +164,16 @@ class Derainer:
 
     def derain_rgb(self, rgb: torch.Tensor) -> torch.Tensor:
         """1×3×H×W float32 in [0, 1] -> the same, clipped."""
+        self.found_angle = None
         out = derain_tensor(self._forward, self.config, rgb, tile=self.tile, overlap=self.overlap,
                             tta=self.tta, max_memory=self.max_memory,
                             dtype_bytes=4 if self.autocast is None else 2, rain_angle=self.rain_angle,
-                            scale=self.scale_for(*rgb.shape[-2:]), progress=self.progress, strength=self.strength)
+                            scale=self.scale_for(*rgb.shape[-2:]), progress=self.progress, strength=self.strength,
+                            on_angle=self._found)
         return out.clamp_(0.0, 1.0)
+
+    def _found(self, angle: float | None) -> None:
+        self.found_angle = angle
 
     def _channels_first(self, x: torch.Tensor) -> torch.Tensor:
         """N×C×H×W (C = 1..4), any supported dtype -> the same, derained; one image at a time."""

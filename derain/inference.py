@@ -474,7 +474,8 @@ def apply_change(img: torch.Tensor, change: torch.Tensor, cfg: ModelConfig) -> t
 def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile: int | None = None,
                   overlap: int = 32, tta: bool = False, max_memory: int | None = None,
                   dtype_bytes: int = 4, rain_angle: float | str | None = None, scale: float = 1.0,
-                  progress: Callable[[int, int], None] | None = None, strength: float = 1.0) -> torch.Tensor:
+                  progress: Callable[[int, int], None] | None = None, strength: float = 1.0,
+                  on_angle: Callable[[float | None], None] | None = None) -> torch.Tensor:
     """Derain B×3×H×W in [0, 1]: tiles from `tile` or the memory budget, optional self-ensemble, and
     D_dr's threshold per pixel from the whole image when the config asks for one (streak_threshold).
     With `scale` > 1 the model works on the photo shrunk by that factor (antialiased), so rain that many
@@ -482,13 +483,13 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     applied: the photo keeps its full-resolution detail. With `rain_angle` (degrees from vertical, positive
     like /), the photo is turned so its rain runs vertically, as the model knows it, and only the change it
     makes there is turned back and applied; "auto" finds it per photo (`find_rain_angle`), after any
-    `scale`. `strength` divides D_dr's thresholds (2: half the threshold, so
+    `scale`, and tells `on_angle` what it found (None: upright). `strength` divides D_dr's thresholds (2: half the threshold, so
     fainter changes pass). `progress(done, total)` is called after each network pass over a
     tile (the whole image is one tile; `tta` makes four passes of each). Returns float32 on `img`'s device,
     not clipped."""
     size = img.shape[-2:]
     options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes,
-                   progress=progress, strength=strength)
+                   progress=progress, strength=strength, on_angle=on_angle)
     work = working_size(size, scale) if scale > 1 else tuple(size)
     if work != tuple(size):
         small = torch.nn.functional.interpolate(img, size=work, mode="bicubic",
@@ -501,7 +502,9 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
         for one in img.split(1):
             out = derain_tensor(forward, cfg, one, **options)
             angle = find_rain_angle(forward, cfg, one, out, **{k: v for k, v in options.items()
-                                                               if k not in ("tta", "progress")})
+                                                               if k not in ("tta", "progress", "on_angle")})
+            if on_angle:
+                on_angle(angle)
             outs.append(out if angle is None else derain_tensor(forward, cfg, one, rain_angle=angle, **options))
         return outs[0] if len(outs) == 1 else torch.cat(outs)
     if rain_angle:

@@ -564,6 +564,23 @@ def test_photos_longer_than_1600_px_are_named_as_derained_smaller(tmp_path, tiny
     assert "longer than 1600 px" not in capsys.readouterr().err
 
 
+def test_photos_turned_by_auto_rain_angle_are_named_with_their_angle(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """The run ends by naming the photos --rain-angle auto turned (here a stand-in decision turns the bright one),
+    so a wrong turn can be undone with --rain-angle 0; upright photos are not named."""
+    from derain import inference
+
+    monkeypatch.setattr(inference, "find_rain_angle", lambda forward, cfg, img, upright, **trial:
+                        50.0 if float(img.mean()) > 0.5 else None)
+    Image.fromarray(np.full((40, 60, 3), 200, np.uint8)).save(tmp_path / "bright.png")
+    Image.fromarray(np.full((40, 60, 3), 50, np.uint8)).save(tmp_path / "dark.png")
+    assert run(tiny_model_dir, tmp_path / "bright.png", tmp_path / "dark.png", "-o", tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert "1 photo(s) looked like rain blown off the vertical and were derained turned" in err
+    assert "bright.png (+50°)" in err and "dark.png" not in err
+    assert run(tiny_model_dir, tmp_path / "bright.png", "-o", tmp_path / "upright", "--rain-angle", "0") == 0
+    assert "derained turned" not in capsys.readouterr().err
+
+
 def test_format_whose_codec_is_missing_fails_before_any_photo(tmp_path, tiny_model_dir, no_pillow_heif, capsys):
     Image.fromarray(PIXELS).save(tmp_path / "a.png")
     assert run(tiny_model_dir, tmp_path / "a.png", "-o", tmp_path / "out", "--format", "heic") == 2

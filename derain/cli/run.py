@@ -241,7 +241,8 @@ def check_output_folder(outdir: Path) -> None:
 
 
 def derain_file(derainer, job: Job, quality: int | None) -> float:
-    """Derain one photo into its target; returns the working scale it was derained at."""
+    """Derain one photo into its target; returns the working scale it was derained at (and leaves the angle
+    `--rain-angle auto` turned it by in `derainer.found_angle`)."""
     from derain.api import FloatRangeError
     from derain.photo import Photo, read_photo, write_photo
 
@@ -298,7 +299,7 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int | None,
     from derain.inference import SCALE_SIDE
 
     counts = {"done": 0, "skipped": 0, "failed": 0}
-    skipped, shrunk = [], []
+    skipped, shrunk, turned = [], [], []
     start = time.perf_counter()
     derainer.progress = tiles = InnerBar("tile")  # a photo of many tiles shows them go by
     try:
@@ -312,6 +313,8 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int | None,
                     raise DerainError(job.error)
                 if derain_file(derainer, job, quality) > 1 and derainer.scale == "auto":
                     shrunk.append(job.source)
+                if derainer.found_angle is not None:
+                    turned.append(f"{job.source} ({derainer.found_angle:+g}°)")
                 counts["done"] += 1
                 if settings:
                     settings.wrote(job.target)
@@ -333,6 +336,9 @@ def run_jobs(derainer, jobs: list[Job], overwrite: bool, quality: int | None,
         print(f"derain: {len(shrunk)} photo(s) longer than {SCALE_SIDE} px were derained at {SCALE_SIDE} px on the long "
               f"side, the change enlarged back (--scale auto; --scale 1 for full size): {some_names(shrunk)}",
               file=sys.stderr)
+    if turned:
+        print(f"derain: {len(turned)} photo(s) looked like rain blown off the vertical and were derained turned "
+              f"(--rain-angle auto; --rain-angle 0 keeps them upright): {some_names(turned)}", file=sys.stderr)
     print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
           f"in {time.perf_counter() - start:.1f} s" + (f"; outputs in {outdir}" if outdir and counts["done"] else ""))
     return counts
