@@ -505,7 +505,10 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
                                                                if k not in ("tta", "progress", "on_angle")})
             if on_angle:
                 on_angle(angle)
-            outs.append(out if angle is None else derain_tensor(forward, cfg, one, rain_angle=angle, **options))
+            if angle is not None:
+                del out  # the upright output, before the turned pass allocates its own
+                out = derain_tensor(forward, cfg, one, rain_angle=angle, **options)
+            outs.append(out)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
     if rain_angle:
         turned = turn_rain_upright(img, rain_angle)
