@@ -139,6 +139,11 @@ def model_forward(net: torch.nn.Module, device: torch.device, dtype: torch.dtype
     return forward
 
 
+def as_uint8(x: torch.Tensor) -> np.ndarray:
+    """A 3×H×W tensor in [0, 1] as the H×W×3 uint8 photo the rain measures read."""
+    return (x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
 def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None:
     """D_dr's threshold per pixel for B×3×H×W in [0, 1]: `shrink_streaks` on the input's own rain streaks
     (derain.data.rain_bank.rain_layer over `streak_level` grey levels, at the photo's rain angle) and `shrink`
@@ -146,8 +151,8 @@ def streak_threshold(cfg: ModelConfig, img: torch.Tensor) -> torch.Tensor | None
     if not cfg.shrink_streaks:
         return None
     maps = []
-    for x in img.detach().float().clamp(0, 1).cpu():
-        rgb = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    for x in img:
+        rgb = as_uint8(x)
         if min(rgb.shape[:2]) < ANGLE_MIN:
             maps.append(torch.full(rgb.shape[:2], cfg.shrink))
             continue
@@ -438,9 +443,8 @@ def find_rain_angle(forward: Forward, cfg: ModelConfig, img: torch.Tensor, uprig
     top, left = max(0, (h - WIND_CROP) // 2), max(0, (w - WIND_CROP) // 2)
     square = (..., slice(top, top + WIND_CROP), slice(left, left + WIND_CROP))
     crop = img[square]
-    rgb = (crop[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
     with scipy.fft.set_workers(torch.get_num_threads()):
-        angle = wind_candidate(rgb)
+        angle = wind_candidate(as_uint8(crop[0]))
     turned = derain_tensor(forward, cfg, crop, rain_angle=angle, **trial).clamp_(0, 1) - crop
     turned_change = float(turned.mul_(255).square_().mean())
     upright_change = float((upright[square].clamp(0, 1) - crop).mul_(255).square_().mean())
@@ -488,8 +492,8 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
     tile (the whole image is one tile; `tta` makes four passes of each). Returns float32 on `img`'s device,
     not clipped."""
     size = img.shape[-2:]
-    options = dict(tile=tile, overlap=overlap, tta=tta, max_memory=max_memory, dtype_bytes=dtype_bytes,
-                   progress=progress, strength=strength, on_angle=on_angle)
+    trial = dict(tile=tile, overlap=overlap, max_memory=max_memory, dtype_bytes=dtype_bytes, strength=strength)
+    options = dict(trial, tta=tta, progress=progress, on_angle=on_angle)
     work = working_size(size, scale) if scale > 1 else tuple(size)
     if work != tuple(size):
         small = torch.nn.functional.interpolate(img, size=work, mode="bicubic",
@@ -501,8 +505,7 @@ def derain_tensor(forward: Forward, cfg: ModelConfig, img: torch.Tensor, *, tile
         outs = []
         for one in img.split(1):
             out = derain_tensor(forward, cfg, one, **options)
-            angle = find_rain_angle(forward, cfg, one, out, **{k: v for k, v in options.items()
-                                                               if k not in ("tta", "progress", "on_angle")})
+            angle = find_rain_angle(forward, cfg, one, out, **trial)
             if on_angle:
                 on_angle(angle)
             if angle is not None:
