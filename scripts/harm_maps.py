@@ -4,9 +4,11 @@
 
 The photos are those `derain train` fine-tunes on: every image under --clean minus the held-out share (the
 suite's photos, which stay unseen). Each map is the photo's largest change over R, G and B in grey levels,
-as `derain run` would write it (threshold and cap on); a clean photo should get none. Prints how much of
-the photos the model changes, by more than 1 and 10 levels. With `data.synth.harmed_negatives: N`, training
-then shows the model, without rain, the one of N random crops it changes most.
+as `derain run --rain-angle 0` would write it (threshold and cap on; upright, as training crops are: the
+turns of `--rain-angle auto` are no mistake of the upright network); a clean photo should get none. Prints
+how much of the photos the model changes, by more than 1 and 10 levels. With
+`data.synth.harmed_negatives: N`, training then shows the model, without rain, the one of N random crops it
+changes most.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def main() -> None:
     ap.add_argument("--holdout", type=float, default=HOLDOUT_SHARE)
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args()
-    model = derain.load(args.model, scale=1)
+    model = derain.load(args.model, scale=1, rain_angle=0)
     maps, over1, over10 = {}, [], []
     for path in tqdm(training_photos([args.clean], args.holdout), desc="harm maps", unit="photo"):
         change = change_map(model, read_image_uint8(path))

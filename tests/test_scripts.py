@@ -314,24 +314,30 @@ def test_receptive_field_of_two_3x3_convs_is_two_pixels():
     assert radii(hand, 4, 4) == ([0, 3, 3], 3)
 
 
-def test_harm_maps_record_what_derain_run_changes_on_each_training_photo(tmp_path, tiny_model_dir, make_image):
-    """The maps of scripts/harm_maps.py against an independent path: `derain run`'s PNG output minus its input,
-    largest over R, G and B, for every photo outside the held-out share, keyed by the file's SHA-1."""
+def test_harm_maps_record_what_derain_run_changes_on_each_training_photo(tmp_path, tiny_model_dir, make_image,
+                                                                        monkeypatch):
+    """The maps of scripts/harm_maps.py against an independent path: `derain run --rain-angle 0`'s PNG output
+    minus its input, largest over R, G and B, for every photo outside the held-out share, keyed by the file's
+    SHA-1. Upright even where `--rain-angle auto` would turn a photo (here it would turn every one)."""
     import hashlib
+    import runpy
 
+    from derain import inference
     from derain.cli import main
     from derain.data.families import holdout
     from derain.data.harm import load_harm_maps
 
     clean = tmp_path / "clean"
     files = [make_image(clean / f"p{i}.png", size=(40 + 4 * i, 48), seed=i) for i in range(8)]
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "harm_maps.py"), "--model", tiny_model_dir, "--clean",
-                    str(clean), "--holdout", "0.3", "-o", str(tmp_path / "maps.npz")], check=True)
+    monkeypatch.setattr(inference, "find_rain_angle", lambda forward, cfg, img, upright, **trial: 45.0)
+    monkeypatch.setattr(sys, "argv", ["harm_maps.py", "--model", tiny_model_dir, "--clean", str(clean),
+                                      "--holdout", "0.3", "-o", str(tmp_path / "maps.npz")])
+    runpy.run_path(str(ROOT / "scripts" / "harm_maps.py"), run_name="__main__")
     maps = load_harm_maps(tmp_path / "maps.npz")
     train, held = holdout(files, share=0.3)
     assert held and len(maps) == len(train)
     assert main(["run", *map(str, train), "-o", str(tmp_path / "out"), "--model", tiny_model_dir, "--format", "png",
-                 "--scale", "1"]) == 0
+                 "--scale", "1", "--rain-angle", "0"]) == 0
     for f in train:
         ran = np.asarray(Image.open(tmp_path / "out" / f.name), dtype=np.int16)
         expected = np.abs(ran - np.asarray(Image.open(f), dtype=np.int16)).max(axis=2)
