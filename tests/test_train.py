@@ -585,3 +585,25 @@ def test_deterministic_training_does_not_nan_fill_new_tensors_and_restores_the_s
     train(tiny_config(data), tmp_path / "run", stages=["recon"])
     assert seen == [(True, False)]
     assert torch.utils.deterministic.fill_uninitialized_memory == before
+
+
+def test_restoration_validation_scores_the_network_upright_whatever_auto_would_turn(tmp_path, tiny_model_dir,
+                                                                                     make_image, monkeypatch):
+    """In-run validation derains upright even where `--rain-angle auto` would turn a photo (here a detector
+    that turns every one): its PSNR is that of `derain.load(rain_angle=0)`'s outputs, computed by hand."""
+    from derain import inference
+    from derain.api import load
+    from derain.data.layouts import Pair
+    from derain.imageio import read_image_uint8
+    from derain.metrics import psnr
+    from derain.train.validation import validate_restoration
+
+    monkeypatch.setattr(inference, "find_rain_angle", lambda forward, cfg, img, upright, **trial: 45.0)
+    pairs = [Pair(f"p{i}", make_image(tmp_path / f"r{i}.png", size=(64, 72), seed=i),
+                  make_image(tmp_path / f"c{i}.png", size=(64, 72), seed=10 + i)) for i in range(2)]
+    net = from_pretrained(tiny_model_dir)
+    scored = validate_restoration(net, pairs, torch.device("cpu"))["val_psnr"]
+    upright, turned = load(tiny_model_dir, device="cpu", rain_angle=0), load(tiny_model_dir, device="cpu")
+    by_hand = [psnr(m(read_image_uint8(p.rainy)), read_image_uint8(p.clean)) for m in (upright, turned) for p in pairs]
+    assert scored == pytest.approx(np.mean(by_hand[:2]), abs=1e-9)
+    assert abs(np.mean(by_hand[2:]) - np.mean(by_hand[:2])) > 1e-3  # turning would have scored otherwise

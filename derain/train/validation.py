@@ -14,8 +14,9 @@ from derain.metrics import psnr, ssim
 
 def validate_restoration(net: nn.Module, pairs: list[Pair], device: torch.device) -> dict[str, float]:
     """Mean Y-PSNR/SSIM (derain.metrics, MATLAB protocol) of the net's uint8 outputs on whole images,
-    derained as `derain.load` does (large images in tiles)."""
-    derainer = Derainer(net.eval(), device)
+    derained as `derain.load` does (large images in tiles), but upright: `--rain-angle auto`'s turns are
+    no part of what training learns, and the runs before it (session 46) were scored upright."""
+    derainer = Derainer(net.eval(), device, rain_angle=None)
     scores = []
     for pair in pairs:
         rainy, clean = load_pair_uint8(pair)
