@@ -55,6 +55,11 @@
 #              the rain's pixels counted 1.5 times (rain_weight 0.5). On the CPU each lever alone slid along the line
 #              (session 42: removal up, clean photos down; session 44: the reverse); a network that the budget sharpens
 #              should keep both gains. SHRINK=0.049, TRAIN_S=420
+#   session47  m40 deepened from 9 to 12 AGLF-ViT blocks (s47g: the 3 new blocks appended, started as the identity, so
+#              it begins as m40, and trained at lr_added 5e-4, ten times the rest, as the paper's fresh D_dr) | m40
+#              continued alike at its own depth (s47h, the control: s43g's recipe, a new seed). On the CPU every lever slid
+#              along one line between removal and clean-photo harm (sessions 42-45): whether capacity, not only budget,
+#              moves it. SHRINK=0.049, TRAIN_S=420 (12 blocks: about a third more time per step and per photo)
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
@@ -70,7 +75,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[35]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43 or session45" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[357]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43, session45 or session47" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -132,7 +137,7 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
-  session33|session36|session38|session43|session45)
+  session33|session36|session38|session43|session45|session47)
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
       --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     if [ $PLAN = session33 ]; then
@@ -151,6 +156,11 @@ case $PLAN in
       train s45g 33 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
       train s45h 34 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set stages.scratch.rain_weight=0.5 \
         --set data.synth.negatives=1 --set data.synth.harm_maps=$data/harm.npz --set data.synth.harmed_negatives=12
+    elif [ $PLAN = session47 ]; then
+      runs="s47g s47h"
+      train s47g 35 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.depth=12 \
+        --set stages.scratch.lr_added=5e-4
+      train s47h 36 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
       train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"

@@ -465,6 +465,39 @@ def test_a_warm_start_may_add_a_context_branch_which_starts_at_zero_and_trains_a
     assert torch.allclose(step, torch.full_like(step, 1e-2), rtol=1e-2)  # Adam's first step: lr·g/(|g| + eps)
 
 
+def test_a_warm_start_may_add_blocks_past_the_inits_depth_which_start_as_the_identity_and_learn(data, tmp_path):
+    """init from a shallower network: its blocks keep their weights and places (and so their window shifts),
+    the blocks past its depth start with α = β = 0 and a zero MLP output, so the deeper network computes
+    exactly what the init did; Adam's first step moves their α and β by lr_added. A shallower net than its
+    init is still refused."""
+    torch.manual_seed(0)
+    source = create_model({**MODEL, "depth": 2})
+    save_pretrained(source, tmp_path / "source")
+    deeper = {**MODEL, "depth": 4}
+    net = create_model(deeper)
+    added = load_weights(net, str(tmp_path / "source"))
+    assert added and {k.split(".")[2] for k in added} == {"2", "3"}
+    assert set(net.state_dict()) - set(source.state_dict()) == set(added)
+    for i in (2, 3):
+        block = net.encoder.blocks[i]
+        assert block.alpha.item() == block.beta.item() == 0 and not block.mlp[-1].weight.any()
+        assert block.attn.qkv.weight.any()  # the branches themselves keep their fresh weights: they can learn
+    x = torch.rand(2, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x), source.eval()(x))
+    with pytest.raises(DerainError, match="differs from this config's model"):
+        load_weights(create_model({**MODEL, "depth": 1}), str(tmp_path / "source"))
+    cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": 1e-2, "val_every": 0, "clip_grad": 0,
+                                        "init": str(tmp_path / "source")}), "model": deeper}
+    train(cfg, tmp_path / "run", stages=["scratch"])
+    after = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
+    for k, v in source.state_dict().items():
+        assert torch.allclose(after[k], v, atol=1e-6), k
+    for i in (2, 3):
+        for name in ("alpha", "beta"):
+            assert after[f"encoder.blocks.{i}.{name}"].abs().item() == pytest.approx(1e-2, rel=1e-2)
+
+
 def test_validation_models_can_be_kept_and_averaged(data, tmp_path):
     sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
     from average_models import main as average_main

@@ -257,6 +257,13 @@ class AGLFViTBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
+    @torch.no_grad()
+    def start_as_identity(self) -> None:
+        """Make the block pass its input through unchanged (α = β = 0, the MLP's output layer zero) and still
+        learn: α and β get gradients at once, as in ReZero, so a trained network can grow deeper in place."""
+        for p in (self.alpha, self.beta, self.mlp[-1].weight, self.mlp[-1].bias):
+            p.zero_()
+
     def global_branch(self, y: torch.Tensor) -> torch.Tensor:
         B, H, W, C = y.shape
         w, s = self.window_size, self.shift

@@ -11,6 +11,7 @@ trains (frozen teachers are held outside it); `export(module)` writes what later
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from derain.archs import Encoder, ImageNet, RecogNet
+from derain.archs.aglf_vit import AGLFViTBlock
 from derain.archs.ttl import init_weights
 from derain.data import (CLEAR_LABEL, RAINY_LABEL, BlurDataset, PairedDataset, RainMixDataset, SyntheticRainyDataset,
                          UnpairedDataset)
@@ -37,6 +39,8 @@ from derain.losses import kd_direct_loss, kd_indirect_loss, kd_loss, recog_loss,
 from derain.train.config import STAGES, RestorationConfig, TrainConfig
 from derain.train.rundir import RunDir
 from derain.train.validation import validate_recog, validate_restoration
+
+BLOCK_KEY = re.compile(r"^(?:.*\.)?blocks\.(\d+)\.")  # an AGLF-ViT block's weights, and its index
 
 
 @dataclass
@@ -123,15 +127,22 @@ def build_stage(name: str, cfg: TrainConfig, run: RunDir, device: torch.device) 
 
 def load_weights(net: nn.Module, spec: str) -> list[str]:
     """`net`'s weights from the model `spec` names (derain.hub.resolve_model); the architectures must match,
-    except that `net` may add a dilated context branch (`context_dim`), which starts where it was built: at zero."""
+    except that `net` may add a dilated context branch (`context_dim`), which starts where it was built: at
+    zero, and AGLF-ViT blocks past the init's depth (`depth`), which start as the identity. Either way `net`
+    starts out computing what the init did. Returns the added weights' names."""
     path = resolve_model(spec)
     state, own = from_pretrained(path).state_dict(), net.state_dict()
-    added = [k for k in own if ".context." in k and k not in state]
+    depth = 1 + max((int(m[1]) for k in state if (m := BLOCK_KEY.match(k))), default=-1)
+    deeper = {k for k in own if (m := BLOCK_KEY.match(k)) and int(m[1]) >= depth > 0}
+    added = [k for k in own if (".context." in k or k in deeper) and k not in state]
     try:
         net.load_state_dict({**state, **{k: own[k] for k in added}})
     except RuntimeError as exc:
         raise DerainError(f"init {spec}: its network differs from this config's model ({path / 'config.json'}): "
                           f"{str(exc).splitlines()[0]}") from None
+    for name, block in net.named_modules():
+        if isinstance(block, AGLFViTBlock) and f"{name}.alpha" in deeper:
+            block.start_as_identity()
     return added
 
 
