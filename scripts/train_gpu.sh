@@ -60,7 +60,7 @@
 #              continued alike at its own depth (s47h, the control: s43g's recipe, a new seed). On the CPU every lever slid
 #              along one line between removal and clean-photo harm (sessions 42-45): whether capacity, not only budget,
 #              moves it. SHRINK=0.049, TRAIN_S=420 (12 blocks: about a third more time per step and per photo). On the CPU
-#              the new blocks' alpha and beta stayed near 0 (s47a, s47b): an option, not the next lease's plan (session45)
+#              the new blocks' alpha and beta stayed near 0 (s47a-c): an option, not the next lease's plan (session45)
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
