@@ -440,6 +440,18 @@ def test_scratch_can_start_from_a_trained_model_and_refuses_a_mismatched_one(fin
         train(tiny_config(data, recon={"init": "bundled"}), tmp_path / "recon", stages=["recon"])
 
 
+def one_added_step(data, tmp_path, source: nn.Module, model: dict) -> dict[str, torch.Tensor]:
+    """One scratch step from `source` (saved in tmp_path/source) on a `model` that adds weights to it, at lr
+    1e-12 and lr_added 1e-2: the source's own weights must stay; returns the state after the step."""
+    cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": 1e-2, "val_every": 0, "clip_grad": 0,
+                                        "init": str(tmp_path / "source")}), "model": model}
+    train(cfg, tmp_path / "run", stages=["scratch"])
+    after = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
+    for k, v in source.state_dict().items():
+        assert torch.allclose(after[k], v, atol=1e-6), k
+    return after
+
+
 def test_a_warm_start_may_add_a_context_branch_which_starts_at_zero_and_trains_at_its_own_lr(data, tmp_path):
     """init from a network without the dilated context branch: the rest is loaded, the branch's output conv
     starts at zero (the output is the init's), and Adam's first step moves it by lr_added per weight while
@@ -455,12 +467,7 @@ def test_a_warm_start_may_add_a_context_branch_which_starts_at_zero_and_trains_a
     x = torch.rand(2, 3, 24, 24)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), source.eval()(x))
-    cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": 1e-2, "val_every": 0, "clip_grad": 0,
-                                        "init": str(tmp_path / "source")}), "model": with_context}
-    train(cfg, tmp_path / "run", stages=["scratch"])
-    after = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
-    for k, v in source.state_dict().items():
-        assert torch.allclose(after[k], v, atol=1e-6), k
+    after = one_added_step(data, tmp_path, source, with_context)
     step = after["decoder.detail.context.out.weight"].abs()
     assert torch.allclose(step, torch.full_like(step, 1e-2), rtol=1e-2)  # Adam's first step: lr·g/(|g| + eps)
 
@@ -487,12 +494,7 @@ def test_a_warm_start_may_add_blocks_past_the_inits_depth_which_start_as_the_ide
         assert torch.equal(net.eval()(x), source.eval()(x))
     with pytest.raises(DerainError, match="differs from this config's model"):
         load_weights(create_model({**MODEL, "depth": 1}), str(tmp_path / "source"))
-    cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": 1e-2, "val_every": 0, "clip_grad": 0,
-                                        "init": str(tmp_path / "source")}), "model": deeper}
-    train(cfg, tmp_path / "run", stages=["scratch"])
-    after = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
-    for k, v in source.state_dict().items():
-        assert torch.allclose(after[k], v, atol=1e-6), k
+    after = one_added_step(data, tmp_path, source, deeper)
     for i in (2, 3):
         for name in ("alpha", "beta"):
             assert after[f"encoder.blocks.{i}.{name}"].abs().item() == pytest.approx(1e-2, rel=1e-2)
