@@ -343,3 +343,53 @@ def test_harm_maps_record_what_derain_run_changes_on_each_training_photo(tmp_pat
         expected = np.abs(ran - np.asarray(Image.open(f), dtype=np.int16)).max(axis=2)
         np.testing.assert_array_equal(maps[hashlib.sha1(f.read_bytes()).hexdigest()], expected)
     assert any(m.max() > 0 for m in maps.values())  # the tiny random model changes something
+
+
+class _Pairs:
+    """Seeded random (rainy, clean) crops; item `fail_at` raises, as a killed race would stop there."""
+
+    def __init__(self, n=64, fail_at=None):
+        self.n, self.fail_at = n, fail_at
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import torch
+
+        if i == self.fail_at:
+            raise RuntimeError("killed")
+        g = torch.Generator().manual_seed(i)
+        clean = torch.rand(3, 16, 16, generator=g)
+        return (clean + 0.2 * torch.rand(3, 16, 16, generator=g)).clamp(0, 1), clean
+
+
+def test_arch_race_resumed_after_a_kill_ends_where_an_unbroken_race_ends(tmp_path):
+    import pytest
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from arch_race import train_for
+
+    from derain.archs.plain_cnn import PlainCNN
+
+    def race(dataset, state_dir, resume=False):
+        torch.manual_seed(1)
+        net = PlainCNN(4, 3)
+        steps, _ = train_for(net, dataset, 0, 2, steps_cap=6, state_dir=state_dir, resume=resume,
+                             checkpoint_every=2, cosine=True)
+        return net, steps
+
+    unbroken, steps = race(_Pairs(), tmp_path / "a")
+    assert steps == 6
+    with pytest.raises(RuntimeError, match="killed"):  # batch 4 (items 8, 9) fails after step 4's checkpoint
+        race(_Pairs(fail_at=9), tmp_path / "b")
+    assert (tmp_path / "b" / "latest.json").read_text().count('"step": 4') == 1
+    with pytest.raises(SystemExit, match="--resume"):
+        race(_Pairs(), tmp_path / "b")
+    resumed, steps = race(_Pairs(), tmp_path / "b", resume=True)
+    assert steps == 6
+    for a, b in zip(unbroken.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    torch.manual_seed(1)
+    assert not torch.equal(PlainCNN(4, 3).out.weight, unbroken.out.weight)  # it did train
