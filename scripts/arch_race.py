@@ -3,7 +3,8 @@ for the same wall-clock seconds on the same online rain mix, then is scored on t
 
     python scripts/arch_race.py [--seconds 360] [--candidates mix default patch2 plain]
     python scripts/arch_race.py --steps mix=2620 default=4420 plain=4832   # 40 min each, at idle-core rates
-    python scripts/arch_race.py --candidates mix --steps mix=11000 --bf16 --cosine --resume --out results/arch-race-long
+    python scripts/arch_race.py --candidates mix plain --steps mix=11400 plain=15300 --bf16 --cosine --resume \
+        --out results/arch-race-long   # session 48: the budget, bf16, cosine lr
 
 `--steps` fixes each candidate's iterations instead of its clock, from rates measured on idle cores (e.g. the
 20-minute race's iterations / 1200 s), so that other work on the machine cannot bias a long race. A race with
@@ -36,9 +37,9 @@ from derain.data.datasets import to_tensor
 from derain.data.families import HOLDOUT_SHARE
 from derain.evaluation import markdown_table, write_json
 from derain.hub import save_pretrained
+from derain.inference import cpu_has_bf16
 from derain.losses import recon_loss
 from derain.suite import score_suite, summarize
-from derain.inference import cpu_has_bf16
 from derain.train.rundir import load_checkpoint, save_checkpoint
 from derain.train.stages import training_photos
 
