@@ -5,6 +5,8 @@ for the same wall-clock seconds on the same online rain mix, then is scored on t
     python scripts/arch_race.py --steps mix=2620 default=4420 plain=4832   # 40 min each, at idle-core rates
     python scripts/arch_race.py --candidates mix plain --steps mix=11400 plain=15300 --bf16 --cosine --resume \
         --out results/arch-race-long   # session 48: the budget, bf16, cosine lr
+    python scripts/arch_race.py --candidates default patch2 --steps default=16660 patch2=5670 --bf16 --cosine \
+        --resume --out results/arch-race-long   # session 49: the same time for the other AGLF-ViT variants
 
 `--steps` fixes each candidate's iterations instead of its clock, from rates measured on idle cores (e.g. the
 20-minute race's iterations / 1200 s), so that other work on the machine cannot bias a long race. A race with
