@@ -14,6 +14,7 @@ and the range.
     python benchmarks/bench_infer.py --scale auto      # as derain run does by default: photos over 1600 px derained smaller
     python benchmarks/bench_infer.py --malloc-default  # glibc's malloc as a program gets it, not as derain run sets it
     python benchmarks/bench_infer.py --rain-angle 0    # every photo upright: without --rain-angle auto's trial pass
+    python benchmarks/bench_infer.py --model runs/NAME --sizes 1   # another model, at 1 MP only
 
 --scale defaults to 1 here (the network on every pixel, the figures the README has always given), where
 `derain run` defaults to auto. --rain-angle defaults to auto, as in `derain run` (session 46 on).
@@ -50,10 +51,12 @@ def worker(height: int, width: int, args) -> dict:
         keep_freed_memory()  # as the derain command does (derain.memory)
     max_memory = parse_bytes(args.max_memory) if args.max_memory else None
     try:
-        model = derain.load(device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision,
+        model = derain.load(args.model, device=args.device, tile=args.tile, max_memory=max_memory, precision=args.precision,
                             rain_angle=args.rain_angle, scale=args.scale)
-        source = "bundled"
+        source = args.model
     except DerainError:
+        if args.model != "bundled":
+            raise
         device = select_device(args.device)
         net = create_model("default").eval().to(device)
         model = Derainer(net, device, tile=args.tile, max_memory=max_memory, autocast=autocast_dtype(args.precision, device),
@@ -101,6 +104,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="timed calls per size (at least 5)")
     parser.add_argument("--malloc-default", action="store_true",
                         help="leave glibc's malloc thresholds alone (a program calling derain.load() without derain.memory)")
+    parser.add_argument("--model", default="bundled", help="a model directory or run [default: bundled]")
+    parser.add_argument("--sizes", nargs="+", choices=[k.split()[0] for k in SIZES], help="megapixels to time [default: all]")
     parser.add_argument("--worker", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.reps = max(args.reps, 5)
@@ -109,6 +114,8 @@ def main() -> None:
         return
     rows = []
     for label, (height, width) in SIZES.items():
+        if args.sizes and label.split()[0] not in args.sizes:
+            continue
         done = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", str(height), str(width)],
                               capture_output=True, text=True)
         if done.returncode:
