@@ -88,7 +88,7 @@ class RestorationConfig(StageConfig):
     lowfreq: float = 0.0  # weight of the MSE of the size×size block means; 0 = the paper's Eq. 2 alone
     lowfreq_size: int = 8  # block side, in pixels
     shrink_jitter: float = 0.0  # train through a per-crop threshold drawn from model.shrink × [1 − j, 1 + j]
-    lr_added: float = 0.0  # scratch with init: lr of a branch the init lacks (a new context branch); 0 = lr
+    lr_added: float = 0.0  # scratch with init: lr of the weights load_weights adds (fresh); 0 = lr
     streak_map: bool = False  # train through the threshold per pixel (model.shrink_streaks on the input's streaks)
     rain_weight: float = 0.0  # the rain's pixels count (1 + this)× in Eq. 2's image MSE (`losses.rain_pixel_loss`)
     rain_level: float = 2.5  # grey levels: a pixel is the rain's where the input exceeds the target by more
