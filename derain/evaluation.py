@@ -242,9 +242,13 @@ def set_statistics(scores: dict[str, list[float]], reference: str) -> dict[str, 
 
 
 def mean_scores(rows: list[dict]) -> dict[str, float]:
-    """Per-metric means over images (PSNR is averaged per image, as the MATLAB scripts do)."""
+    """Per-metric means over images (PSNR is averaged per image, as the MATLAB scripts do, an identical
+    pair's inf counted as derain.metrics.PSNR_CAP_DB)."""
+    from derain.metrics import mean_psnr
+
     columns = [key for key in rows[0] if key != "image"] if rows else []
-    return {key: float(np.mean([row[key] for row in rows])) for key in columns}
+    return {key: (mean_psnr if key.startswith("psnr") else lambda v: float(np.mean(v)))([row[key] for row in rows])
+            for key in columns}
 
 
 def format_score(metric: str, value: float) -> str:

@@ -22,7 +22,7 @@ from derain.data.synthesis import prepare_output, write_manifest
 from derain.errors import DerainError
 from derain.evaluation import progress
 from derain.imageio import read_image_uint8, write_image
-from derain.metrics import brightness, psnr, ssim
+from derain.metrics import brightness, mean_psnr, psnr, ssim
 
 NO_RAIN_FLOOR_DB = 40.0  # a clean photo must come back at least this close to itself
 SEPARATOR = "__"
@@ -95,10 +95,6 @@ def score_suite(model: Callable[[np.ndarray], np.ndarray] | None, suite_dir: str
     return rows
 
 
-def _finite_mean(values: list[float], cap: float = 100.0) -> float:
-    return float(np.mean(np.minimum(values, cap)))
-
-
 def summarize(rows: list[dict]) -> dict[str, dict]:
     """Per family (and `all` rain families together): means, gain, share worse, brightness shift."""
     groups: dict[str, list[dict]] = {}
@@ -111,8 +107,8 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     for family, items in groups.items():
         none = family == "none"
         worse = [harm_margin(r) < 0 for r in items]
-        out_psnr = _finite_mean([r["psnr"] for r in items])
-        in_psnr = _finite_mean([r["input_psnr"] for r in items])
+        out_psnr = mean_psnr([r["psnr"] for r in items])
+        in_psnr = mean_psnr([r["input_psnr"] for r in items])
         summary[family] = {
             "images": len(items), "input_psnr": in_psnr, "input_ssim": float(np.mean([r["input_ssim"] for r in items])),
             "psnr": out_psnr, "ssim": float(np.mean([r["ssim"] for r in items])),

@@ -154,3 +154,12 @@ def test_orientation_energy_equals_one_fftconvolve_per_angle(shape):
     detail = y - gaussian_filter(y, DETAIL_SIGMA)
     expected = [np.mean(fftconvolve(detail, _line(a), mode="valid") ** 2) for a in ANGLES]
     np.testing.assert_allclose(orientation_energy(img), expected, rtol=1e-5)
+
+
+def test_mean_psnr_counts_an_identical_pairs_inf_as_100_db():
+    from derain.evaluation import mean_scores
+    from derain.metrics import mean_psnr
+
+    assert mean_psnr([float("inf"), 30.0]) == 65.0 and mean_psnr([20.0, 30.0]) == 25.0
+    rows = [{"image": "a", "psnr": float("inf"), "ssim": 1.0}, {"image": "b", "psnr": 30.0, "ssim": 0.5}]
+    assert mean_scores(rows) == {"psnr": 65.0, "ssim": 0.75}

@@ -669,3 +669,21 @@ def test_a_warm_start_may_drop_the_inits_detail_path_and_then_starts_as_the_iden
     assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in kept.items())
     step = after["decoder.conv.weight"].abs()  # Adam's first step: lr·g/(|g| + eps), lr where |g| ≫ eps
     assert step.max().item() == pytest.approx(1e-2, rel=1e-2)
+
+
+def test_restoration_validation_counts_a_photo_returned_unchanged_as_100_db_not_inf(tmp_path, make_image):
+    """An identity network on two pairs, one a clean photo with itself: in-run validation's mean is that pair's
+    capped 100 dB and the other pair's input PSNR, by hand, not inf (which would freeze the best step)."""
+    from derain.data.layouts import Pair
+    from derain.imageio import read_image_uint8
+    from derain.metrics import psnr
+    from derain.train.validation import validate_restoration
+
+    net = create_model({**MODEL, "detail_dim": 0})
+    nn.init.zeros_(net.decoder.conv.weight)
+    nn.init.zeros_(net.decoder.conv.bias)
+    same = make_image(tmp_path / "same.png", size=(40, 48), seed=0)
+    rainy, clean = (make_image(tmp_path / f"{n}.png", size=(40, 48), seed=s) for n, s in (("r", 1), ("c", 2)))
+    scored = validate_restoration(net, [Pair("same", same, same), Pair("p", rainy, clean)], torch.device("cpu"))
+    by_hand = (100.0 + psnr(read_image_uint8(rainy), read_image_uint8(clean))) / 2
+    assert scored["val_psnr"] == pytest.approx(by_hand, abs=1e-9)

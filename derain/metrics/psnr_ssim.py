@@ -47,6 +47,15 @@ def psnr(pred: np.ndarray, target: np.ndarray, protocol: str = "y") -> float:
     return float(20.0 * np.log10(255.0 / np.sqrt(mse)))
 
 
+PSNR_CAP_DB = 100.0  # an identical pair's inf, when PSNRs are averaged
+
+
+def mean_psnr(values: list[float]) -> float:
+    """The mean of per-image PSNRs, each capped at PSNR_CAP_DB, so that one identical pair (a clean photo
+    returned unchanged) does not make the mean infinite."""
+    return float(np.mean(np.minimum(values, PSNR_CAP_DB)))
+
+
 def ssim(pred: np.ndarray, target: np.ndarray, protocol: str = "y") -> float:
     """Structural similarity (Wang et al. 2004), mean over the 'valid' region and channels."""
     a, b = _channels(pred, target, protocol)
