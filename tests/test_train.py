@@ -644,31 +644,43 @@ def test_restoration_validation_scores_the_network_upright_whatever_auto_would_t
     assert abs(np.mean(by_hand[2:]) - np.mean(by_hand[:2])) > 1e-3  # turning would have scored otherwise
 
 
-def test_a_warm_start_may_drop_the_inits_detail_path_and_then_starts_as_the_identity(data, tmp_path):
+def test_a_warm_start_may_drop_the_inits_detail_path_and_d_drs_conv_starts_fresh(data, tmp_path):
     """init from a network with a detail path into one without (`detail_dim` 0): the encoder and D_dr's SPP
-    are the init's, the path is dropped, and D_dr's output conv (its shape set by the path) starts at zero, so
-    the network returns its input; one step at lr 1e-12 and lr_added 1e-2 keeps the init's weights and moves
-    the conv by up to lr_added."""
+    are the init's, the path is dropped, and D_dr's output conv (its shape set by the path) keeps its fresh,
+    non-zero weights: through a `shrink` threshold a zero conv would get no gradient, here shown by one step
+    by a zeroed conv's gradient. One step at lr 1e-12 keeps the init's weights, and lr_added 1e-2 moves the
+    fresh conv by up to 1e-2 more than lr_added 1e-12 does."""
     torch.manual_seed(0)
     source = create_model({**MODEL, "detail_dim": 4})
     save_pretrained(source, tmp_path / "source")
     slim = {**MODEL, "detail_dim": 0}
     net = create_model(slim)
+    fresh = net.decoder.conv.weight.detach().clone()
     added = load_weights(net, str(tmp_path / "source"))
     assert sorted(added) == ["decoder.conv.bias", "decoder.conv.weight"]
     kept = {k: v for k, v in source.state_dict().items() if not k.startswith(("decoder.detail.", "decoder.conv."))}
     assert kept and set(kept) | set(added) == set(net.state_dict())
     assert all(torch.equal(net.state_dict()[k], v) for k, v in kept.items())
-    x = torch.rand(2, 3, 20, 28)
-    with torch.no_grad():
-        assert torch.equal(net.eval()(x), x)
-    cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": 1e-2, "val_every": 0, "clip_grad": 0,
-                                        "init": str(tmp_path / "source")}), "model": slim}
-    train(cfg, tmp_path / "run", stages=["scratch"])
-    after = from_pretrained(tmp_path / "run" / "scratch_model").state_dict()
-    assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in kept.items())
-    step = after["decoder.conv.weight"].abs()  # Adam's first step: lr·g/(|g| + eps), lr where |g| ≫ eps
-    assert step.max().item() == pytest.approx(1e-2, rel=1e-2)
+    assert fresh.any() and torch.equal(net.decoder.conv.weight, fresh)
+
+    def step(lr_added: float) -> torch.Tensor:
+        cfg = {**tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "lr_added": lr_added, "val_every": 0,
+                                            "clip_grad": 0, "init": str(tmp_path / "source")}), "model": slim}
+        out = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
+        train(cfg, out, stages=["scratch"])
+        after = from_pretrained(out / "scratch_model").state_dict()
+        assert all(torch.allclose(after[k], v, atol=1e-6) for k, v in kept.items())
+        return after["decoder.conv.weight"]
+
+    moved = (step(1e-2) - step(1e-12)).abs()  # Adam's first step: lr·g/(|g| + eps), lr where |g| ≫ eps
+    assert moved.max().item() == pytest.approx(1e-2, rel=1e-2)
+    with torch.no_grad():  # the dead start this avoids: a zero conv behind a threshold stays zero
+        zero = create_model({**slim, "shrink": 0.05})
+        zero.decoder.conv.weight.zero_(), zero.decoder.conv.bias.zero_()
+        x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    zero.decoder.conv.weight.requires_grad_(True)
+    (zero(x) - x.detach() * 0.5).square().mean().backward()
+    assert not zero.decoder.conv.weight.grad.any()
 
 
 def test_restoration_validation_counts_a_photo_returned_unchanged_as_100_db_not_inf(tmp_path, make_image):

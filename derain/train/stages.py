@@ -131,15 +131,12 @@ def load_weights(net: nn.Module, spec: str) -> list[str]:
     except that `net` may add a dilated context branch (`context_dim`), which starts where it was built: at
     zero, and AGLF-ViT blocks past the init's depth (`depth`), which start as the identity. Either way `net`
     starts out computing what the init did. `net` may also lack the init's detail path (`detail_dim` 0):
-    the path is dropped and D_dr's output conv, whose shape it sets, starts at zero, so `net` starts as the
-    identity. Returns the added (fresh) weights' names."""
+    the path is dropped and D_dr's output conv, whose shape it sets, keeps its fresh weights (not zero: through
+    a `shrink` threshold a zero residual gets no gradient). Returns the added (fresh) weights' names."""
     path = resolve_model(spec)
     state, own = from_pretrained(path).state_dict(), net.state_dict()
     if any(k.startswith(DETAIL) for k in state) and not any(k.startswith(DETAIL) for k in own):
         state = {k: v for k, v in state.items() if not k.startswith((DETAIL, OUT_CONV))}
-        for k in own:
-            if k.startswith(OUT_CONV):
-                own[k].zero_()
     depth = 1 + max((int(m[1]) for k in state if (m := BLOCK_KEY.match(k))), default=-1)
     deeper = {k for k in own if (m := BLOCK_KEY.match(k)) and int(m[1]) >= depth > 0}
     added = [k for k in own if (".context." in k or k in deeper or k.startswith(OUT_CONV)) and k not in state]
