@@ -218,6 +218,25 @@ def test_a_killed_run_resumes_to_the_same_weights_bit_for_bit(finished_run, data
     assert drop_speed(log_lines(out)) == drop_speed(log_lines(finished_run))
 
 
+def test_a_killed_run_may_resume_to_more_iterations_but_not_fewer(data, tmp_path):
+    """An unfinished stage's iters may be raised on --resume (it trains on to the new count, and the run's
+    config says so); lowering it, or raising a finished stage's, is still refused."""
+    out = tmp_path / "longer"
+    config = tiny_config(data, scratch={"val_every": 0})
+    train(config, out, stages=["scratch"], stop_at=("scratch", 5))  # killed after step 5; checkpoint at 3
+    fewer = tiny_config(data, scratch={"val_every": 0, "iters": 2})
+    with pytest.raises(DerainError, match=r"stages\.scratch\.iters \(8 there, 2 here\)"):
+        train(fewer, out, stages=["scratch"], resume=True)
+    longer = tiny_config(data, scratch={"val_every": 0, "iters": 11})
+    train(longer, out, stages=["scratch"], resume=True)
+    assert RunDir(out).is_done("scratch")
+    assert yaml.safe_load((out / "config.yaml").read_text())["stages"]["scratch"]["iters"] == 11
+    assert max(e["step"] for e in log_lines(out) if e.get("stage") == "scratch") == 11
+    more = tiny_config(data, scratch={"val_every": 0, "iters": 12})
+    with pytest.raises(DerainError, match=r"stages\.scratch\.iters \(11 there, 12 here\)"):
+        train(more, out, stages=["scratch"], resume=True)
+
+
 def test_teachers_stay_frozen_while_a_narrower_student_learns(finished_run, data, tmp_path, monkeypatch):
     out = tmp_path / "narrow"
     for teacher in ("recog", "recon"):  # reuse the finished teachers, as docs/training.md describes

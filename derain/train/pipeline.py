@@ -110,9 +110,13 @@ def check_stage_inputs(run: RunDir, cfg: TrainConfig, selected: list[str], resum
 
 
 def check_same_config(run: RunDir, cfg: TrainConfig) -> None:
-    """Refuse a RUN made with another config (the stage selection aside)."""
+    """Refuse a RUN made with another config (the stage selection aside), except that an unfinished stage's
+    `iters` may be raised: `--resume` then trains it on to the new count."""
     if run.config_file.is_file():
         stored = load_train_config(run.config_file).to_dict()  # keys added since then take their defaults
+        for name, stage in stored["stages"].items():
+            if not run.is_done(name) and cfg.stages[name].iters > stage["iters"]:
+                stage["iters"] = cfg.stages[name].iters
         where = first_difference({**stored, "pipeline": None}, {**cfg.to_dict(), "pipeline": None})
         if where:
             raise DerainError(f"{run.config_file} differs from this config at {where}; use another --out "
