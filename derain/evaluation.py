@@ -247,8 +247,8 @@ def mean_scores(rows: list[dict]) -> dict[str, float]:
     from derain.metrics import mean_psnr
 
     columns = [key for key in rows[0] if key != "image"] if rows else []
-    return {key: (mean_psnr if key.startswith("psnr") else lambda v: float(np.mean(v)))([row[key] for row in rows])
-            for key in columns}
+    values = {key: [row[key] for row in rows] for key in columns}
+    return {key: mean_psnr(v) if key.startswith("psnr") else float(np.mean(v)) for key, v in values.items()}
 
 
 def format_score(metric: str, value: float) -> str:
