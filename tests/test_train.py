@@ -666,9 +666,9 @@ def test_restoration_validation_scores_the_network_upright_whatever_auto_would_t
 def test_a_warm_start_may_drop_the_inits_detail_path_and_d_drs_conv_starts_fresh(data, tmp_path):
     """init from a network with a detail path into one without (`detail_dim` 0): the encoder and D_dr's SPP
     are the init's, the path is dropped, and D_dr's output conv (its shape set by the path) keeps its fresh,
-    non-zero weights: through a `shrink` threshold a zero conv would get no gradient, here shown by one step
-    by a zeroed conv's gradient. One step at lr 1e-12 keeps the init's weights, and lr_added 1e-2 moves the
-    fresh conv by up to 1e-2 more than lr_added 1e-12 does."""
+    non-zero weights: behind a `shrink` threshold a zero conv gets no gradient, as shown at the end. One step
+    at lr 1e-12 keeps the init's weights, and lr_added 1e-2 moves the fresh conv by up to 1e-2 more than
+    lr_added 1e-12 does."""
     torch.manual_seed(0)
     source = create_model({**MODEL, "detail_dim": 4})
     save_pretrained(source, tmp_path / "source")
@@ -695,7 +695,8 @@ def test_a_warm_start_may_drop_the_inits_detail_path_and_d_drs_conv_starts_fresh
     assert moved.max().item() == pytest.approx(1e-2, rel=1e-2)
     with torch.no_grad():  # the dead start this avoids: a zero conv behind a threshold stays zero
         zero = create_model({**slim, "shrink": 0.05})
-        zero.decoder.conv.weight.zero_(), zero.decoder.conv.bias.zero_()
+        zero.decoder.conv.weight.zero_()
+        zero.decoder.conv.bias.zero_()
         x = torch.rand(2, 3, 16, 16, requires_grad=True)
     zero.decoder.conv.weight.requires_grad_(True)
     (zero(x) - x.detach() * 0.5).square().mean().backward()
