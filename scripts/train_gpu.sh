@@ -61,6 +61,12 @@
 #              along one line between removal and clean-photo harm (sessions 42-45): whether capacity, not only budget,
 #              moves it. SHRINK=0.049, TRAIN_S=420 (12 blocks: about a third more time per step and per photo). On the CPU
 #              the new blocks' alpha and beta stayed near 0 (s47a-c): an option, not the next lease's plan (session45)
+#   session51  s50a continued (s51g: m40's encoder without the detail path, the `default` architecture, from its CPU
+#              step 30,000 in carry/s50a-step30000.tar.gz, on m40's recipe at lr 1e-4) | m40 continued on the same
+#              recipe (s51h, s45g's control with a new seed). On the CPU s50a gained 0.5 dB on the six families per
+#              1.8 G pixel-passes and was still 1.2 dB short of m40 at 3.9 G (docs/model_history.md, "s50a to its
+#              end"): whether a lease's ~4-5 G closes the gap, which would ship the architecture that wins per second
+#              (0.63-0.71 x m40's time at 1 MP). SHRINK=0.049, TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
@@ -76,7 +82,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[357]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43, session45 or session47" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[357]|session51) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43, session45, session47 or session51" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -138,7 +144,7 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
-  session33|session36|session38|session43|session45|session47)
+  session33|session36|session38|session43|session45|session47|session51)
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
       --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     if [ $PLAN = session33 ]; then
@@ -162,6 +168,12 @@ case $PLAN in
       train s47g 35 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.depth=12 \
         --set stages.scratch.lr_added=5e-4
       train s47h 36 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+    elif [ $PLAN = session51 ]; then
+      runs="s51g s51h"
+      tar xzf carry/s50a-step30000.tar.gz -C $data || exit 1
+      train s51g 37 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
+        --set stages.scratch.init=$data/val-00030000 --set stages.scratch.lr=1e-4
+      train s51h 38 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
       train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
