@@ -61,11 +61,11 @@
 #              along one line between removal and clean-photo harm (sessions 42-45): whether capacity, not only budget,
 #              moves it. SHRINK=0.049, TRAIN_S=420 (12 blocks: about a third more time per step and per photo). On the CPU
 #              the new blocks' alpha and beta stayed near 0 (s47a-c): an option, not the next lease's plan (session45)
-#   session51  s50a continued (s51g: m40's encoder without the detail path, the `default` architecture, from its CPU
-#              step 30,000 in carry/s50a-step30000.tar.gz, on m40's recipe at lr 1e-4) | m40 continued on the same
+#   session51  s50a's line continued (s51g: m40's encoder without the detail path, the `default` architecture, from
+#              s51c's CPU step 12,000 in carry/s51c-step12000.tar.gz, on m40's recipe at lr 2e-4) | m40 continued on the same
 #              recipe (s51h, s45g's control with a new seed). On the CPU s50a gained 0.5 dB on the six families per
-#              1.8 G pixel-passes and was still 1.2 dB short of m40 at 3.9 G (docs/model_history.md, "s50a to its
-#              end"): whether a lease's ~4-5 G closes the gap, which would ship the architecture that wins per second
+#              1.8 G pixel-passes and was still 1.2 dB short of m40 at 3.9 G; s51c, at twice the lr, 0.95 dB short
+#              at 5.5 G (docs/model_history.md, "s50a to its end", "s51c"): whether a lease's ~4-5 G closes the gap, which would ship the architecture that wins per second
 #              (0.63-0.71 x m40's time at 1 MP). SHRINK=0.049, TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
@@ -170,9 +170,9 @@ case $PLAN in
       train s47h 36 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session51 ]; then
       runs="s51g s51h"
-      tar xzf carry/s50a-step30000.tar.gz -C $data || exit 1
+      tar xzf carry/s51c-step12000.tar.gz -C $data || exit 1
       train s51g 37 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
-        --set stages.scratch.init=$data/val-00030000 --set stages.scratch.lr=1e-4
+        --set stages.scratch.init=$data/val-00012000 --set stages.scratch.lr=2e-4
       train s51h 38 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
