@@ -65,8 +65,9 @@
 #              s51c's CPU step 12,000 in carry/s51c-step12000.tar.gz, on m40's recipe at lr 2e-4) | m40 continued on the same
 #              recipe (s51h, s45g's control with a new seed). On the CPU s50a gained 0.5 dB on the six families per
 #              1.8 G pixel-passes and was still 1.2 dB short of m40 at 3.9 G; s51c, at twice the lr, 0.95 dB short
-#              at 5.5 G (docs/model_history.md, "s50a to its end", "s51c"): whether a lease's ~4-5 G closes the gap, which would ship the architecture that wins per second
-#              (0.63-0.71 x m40's time at 1 MP). SHRINK=0.049, TRAIN_S=420
+#              at 5.5 G (its step 12,000; docs/model_history.md, "s50a to its end", "s51c"): whether a lease's ~4-5 G
+#              closes the gap, which would ship the architecture that wins per second (0.63-0.71 x m40's time at
+#              1 MP). SHRINK=0.049, TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
