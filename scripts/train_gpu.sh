@@ -67,7 +67,10 @@
 #              1.8 G pixel-passes and was still 1.2 dB short of m40 at 3.9 G; s51c, at twice the lr, 0.95 dB short
 #              at 5.5 G (its step 12,000; docs/model_history.md, "s50a to its end", "s51c"): whether a lease's ~4-5 G
 #              closes the gap, which would ship the architecture that wins per second (0.63-0.71 x m40's time at
-#              1 MP). SHRINK=0.049, TRAIN_S=420
+#              1 MP). SHRINK=0.049, TRAIN_S=420. Its carry file was replaced by session53's
+#   session53  session51's plan from s53a's CPU step 21,000 (carry/s53a-step21000.tar.gz; s51c's step 12,000 continued
+#              at lr 2e-4 for 21,000 more steps, 8.3 G pixel-passes in the line; docs/model_history.md, "s53a"): s53g
+#              continues it at lr 2e-4 | s53h continues m40 (the control, a new seed). SHRINK=0.049, TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
 # INIT defaults to the bundled model (m40 since session 40: s38b's mean, which already learnt `drizzle`; plans before
@@ -83,7 +86,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_S=${TRAIN_S:-500}; WORKERS=${WORKERS:-7}; BATCH=${BATCH:-16}; CROP=${CROP:-256}; VAL=${VAL:-500}
 OUT=${OUT:-/tmp/out}; INIT=${INIT:-derain/assets/default_model}; PLAN=${PLAN:-session17}
 data=${DATA:-/tmp/derain-device}
-case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[357]|session51) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43, session45, session47 or session51" >&2; exit 2 ;; esac
+case $PLAN in session1[6789]|session2[12568]|session3[368]|session4[357]|session5[13]) ;; *) echo "PLAN=$PLAN: expected session16 ... session19, session21, session22, session25, session26, session28, session33, session36, session38, session43, session45, session47, session51 or session53" >&2; exit 2 ;; esac
 mkdir -p $OUT runs $data
 rm -rf $data/clean && cp -r .device-data/clean $data/ || exit 1
 python3 -m derain suite --model none --clean $data/clean --dir $data/suite --out $data/suite-none > /dev/null || exit 1
@@ -145,7 +148,7 @@ case $PLAN in
   session28) runs="s28a s28b"
     train s28a 23 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12
     train s28b 24 "$R30D" "${real[@]}" "${slow[@]}" "${strong[@]}" --set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 ;;
-  session33|session36|session38|session43|session45|session47|session51)
+  session33|session36|session38|session43|session45|session47|session5[13])
     mapped=(--set stages.scratch.shrink_jitter=0.8 --set data.synth.negatives=12 --set model.shrink_streaks=0.0245
       --set model.streak_level=2.5 --set stages.scratch.streak_map=true)
     if [ $PLAN = session33 ]; then
@@ -175,6 +178,12 @@ case $PLAN in
       train s51g 37 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
         --set stages.scratch.init=$data/val-00012000 --set stages.scratch.lr=2e-4
       train s51h 38 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+    elif [ $PLAN = session53 ]; then
+      runs="s53g s53h"
+      tar xzf carry/s53a-step21000.tar.gz -C $data || exit 1
+      train s53g 39 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
+        --set stages.scratch.init=$data/val-00021000 --set stages.scratch.lr=2e-4
+      train s53h 40 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
       train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
