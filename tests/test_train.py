@@ -1,6 +1,7 @@
 """`derain train`: every stage on tiny data, frozen teachers, bit-exact resume, DDP, config errors."""
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -451,6 +452,11 @@ def test_scratch_can_start_from_a_trained_model_and_refuses_a_mismatched_one(fin
     cold = one_tiny_step(tmp_path / "cold")
     assert all(torch.allclose(source[k], warm[k], atol=1e-6) for k in source)  # lr 1e-12 keeps the init
     assert not all(torch.allclose(source[k], cold[k], atol=1e-6) for k in source)
+    relative = os.path.relpath(finished_run / "scratch_model")  # a rerun with the init as typed skips, not refuses
+    stamp = (tmp_path / "warm" / "scratch_model" / "model.safetensors").stat().st_mtime_ns
+    train(tiny_config(data, scratch={"iters": 1, "lr": 1e-12, "val_every": 0, "init": relative}), tmp_path / "warm",
+          stages=["scratch"])
+    assert (tmp_path / "warm" / "scratch_model" / "model.safetensors").stat().st_mtime_ns == stamp
     wider = {**tiny_config(data, scratch={"init": str(finished_run / "scratch_model")}),
              "model": {**MODEL, "dim": MODEL["dim"] * 2}}
     with pytest.raises(DerainError, match="init .*differs from this config's model"):

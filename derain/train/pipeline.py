@@ -93,6 +93,11 @@ def check_stage_inputs(run: RunDir, cfg: TrainConfig, selected: list[str], resum
     """Refuse a stage whose input stages have not finished, and an unfinished stage without --resume."""
     for name in selected:
         if run.is_done(name):
+            if cfg.stages[name].init:  # as stored, so a rerun from another folder matches; it may be gone by now
+                try:
+                    cfg.stages[name].init = str(resolve_model(cfg.stages[name].init).resolve())
+                except DerainError:
+                    pass
             continue
         if cfg.stages[name].init:
             if name != "scratch":
