@@ -68,8 +68,8 @@
 #              at 5.5 G (its step 12,000; docs/model_history.md, "s50a to its end", "s51c"): whether a lease's ~4-5 G
 #              closes the gap, which would ship the architecture that wins per second (0.63-0.71 x m40's time at
 #              1 MP). SHRINK=0.049, TRAIN_S=420. Its carry file was replaced by session53's
-#   session53  session51's plan from s53a's CPU step 21,000 (carry/s53a-step21000.tar.gz; s51c's step 12,000 continued
-#              at lr 2e-4 for 21,000 more steps, 8.3 G pixel-passes in the line; docs/model_history.md, "s53a"): s53g
+#   session53  session51's plan from s53a's CPU step 25,500 (carry/s53a-step25500.tar.gz; s51c's step 12,000 continued
+#              at lr 2e-4 for 25,500 more steps, 8.8 G pixel-passes in the line; docs/model_history.md, "s53a"): s53g
 #              continues it at lr 2e-4 | s53h continues m40 (the control, a new seed). SHRINK=0.049, TRAIN_S=420
 #              CPU dry run: PLAN=session19 TRAIN_S=60 BATCH=2 CROP=64 SMALL_BATCH=2 SMALL_CROP=64 WORKERS=1 VAL=1000000
 #              OUT=/tmp/tgout DATA=/tmp/derain-dry bash scripts/train_gpu.sh
@@ -180,9 +180,9 @@ case $PLAN in
       train s51h 38 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session53 ]; then
       runs="s53g s53h"
-      tar xzf carry/s53a-step21000.tar.gz -C $data || exit 1
+      tar xzf carry/s53a-step25500.tar.gz -C $data || exit 1
       train s53g 39 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
-        --set stages.scratch.init=$data/val-00021000 --set stages.scratch.lr=2e-4
+        --set stages.scratch.init=$data/val-00025500 --set stages.scratch.lr=2e-4
       train s53h 40 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
