@@ -172,18 +172,15 @@ case $PLAN in
       train s47g 35 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.depth=12 \
         --set stages.scratch.lr_added=5e-4
       train s47h 36 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
-    elif [ $PLAN = session51 ]; then
-      runs="s51g s51h"
-      tar xzf carry/s51c-step12000.tar.gz -C $data || exit 1
-      train s51g 37 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
-        --set stages.scratch.init=$data/val-00012000 --set stages.scratch.lr=2e-4
-      train s51h 38 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
-    elif [ $PLAN = session53 ]; then
-      runs="s53g s53h"
-      tar xzf carry/s53a-step25500.tar.gz -C $data || exit 1
-      train s53g 39 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
-        --set stages.scratch.init=$data/val-00025500 --set stages.scratch.lr=2e-4
-      train s53h 40 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
+    elif [ $PLAN = session51 ] || [ $PLAN = session53 ]; then
+      # the default-architecture line from a carried CPU model (g) beside m40 continued (h)
+      if [ $PLAN = session51 ]; then n=s51; seed=37; carried=s51c-step12000; step=00012000
+      else n=s53; seed=39; carried=s53a-step25500; step=00025500; fi
+      runs="${n}g ${n}h"
+      tar xzf carry/$carried.tar.gz -C $data || exit 1
+      train ${n}g $seed "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}" --set model.detail_dim=0 \
+        --set stages.scratch.init=$data/val-$step --set stages.scratch.lr=2e-4
+      train ${n}h $((seed + 1)) "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
     elif [ $PLAN = session38 ]; then
       runs="s38g s38h"
       train s38g 29 "$D08" "${real[@]}" "${slow[@]}" "${strong[@]}" "${mapped[@]}"
